@@ -1,0 +1,479 @@
+//! The innermost service: forward a JSON-RPC request to one upstream URL and return its answer.
+//!
+//! # Behaviour
+//!
+//! - One pooled hyper-util client per upstream, with keep-alive connections and `TCP_NODELAY`.
+//! - The request body is sent as received, byte for byte; the upstream's status, headers and body
+//!   come back unchanged, except hop-by-hop headers. `Accept-Encoding` is not passed on: layers
+//!   read upstream answers, so they must arrive uncompressed.
+//! - The response body is read in full, under a byte cap, before it is returned. op-node therefore
+//!   never receives half a response: an upstream that dies mid-body becomes a clean error.
+//! - One timeout covers the whole exchange (connect, send, headers, body).
+//! - A transport failure, a timeout or an oversized answer becomes an HTTP 200 JSON-RPC error
+//!   answering the request's id (from the [`RpcCall`] or [`RpcBatch`] extension), with a code from
+//!   [`code`](crate::jsonrpc::code) (`UPSTREAM_TIMEOUT`, `UPSTREAM_UNREACHABLE`,
+//!   `UPSTREAM_BAD_RESPONSE`) and a message naming the upstream, e.g.
+//!   `upstream l2 timed out after 1s`. The [`ForwardError`] is also put in the response
+//!   extensions, so outer layers can count it without parsing. The service never fails and never
+//!   hangs: its error type is [`Infallible`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use http::Request;
+//! use switchyard_layers::{Forward, body::RpcBody};
+//! use tower::ServiceExt;
+//!
+//! let l2 = Forward::new("l2", "http://127.0.0.1:8551".parse().unwrap())
+//!     .with_timeout(Duration::from_secs(2));
+//! let request = Request::post("/")
+//!     .body(RpcBody::from(r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#))
+//!     .unwrap();
+//! let response = l2.oneshot(request).await.unwrap();
+//! # }
+//! ```
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, header, response};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{self, Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower::Service;
+
+use crate::{
+    body::{BodyError, CollectCapped, RpcBody},
+    jsonrpc::{self, RpcBatch, RpcCall, code},
+};
+
+/// Default cap on an upstream's response body: 64 MiB, well over the largest Engine payload
+/// (op-node's p2p layer caps a block at 10 MiB of snappy-compressed SSZ; hex JSON roughly doubles
+/// the uncompressed size).
+pub const DEFAULT_RESPONSE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Default timeout for one exchange with an upstream.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a forward failed. Put in the extensions of the synthesized error response.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// No complete answer within the timeout.
+    #[error("upstream {upstream} timed out after {}", humanize(*.timeout))]
+    Timeout {
+        /// The upstream's name.
+        upstream: Arc<str>,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The upstream could not be reached or dropped the connection.
+    #[error("upstream {upstream} unreachable: {reason}")]
+    Unreachable {
+        /// The upstream's name.
+        upstream: Arc<str>,
+        /// The transport error.
+        reason: String,
+    },
+    /// The upstream's answer could not be read or was too large.
+    #[error("upstream {upstream} sent a bad response: {reason}")]
+    BadResponse {
+        /// The upstream's name.
+        upstream: Arc<str>,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ForwardError {
+    /// The JSON-RPC error code this failure is reported with.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Timeout { .. } => code::UPSTREAM_TIMEOUT,
+            Self::Unreachable { .. } => code::UPSTREAM_UNREACHABLE,
+            Self::BadResponse { .. } => code::UPSTREAM_BAD_RESPONSE,
+        }
+    }
+
+    /// A short, fixed label for metrics: `timeout`, `unreachable` or `bad_response`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Unreachable { .. } => "unreachable",
+            Self::BadResponse { .. } => "bad_response",
+        }
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Service that forwards requests to one upstream. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Forward<C = HttpConnector> {
+    client: Client<C, RpcBody>,
+    uri: Uri,
+    name: Arc<str>,
+    timeout: Duration,
+    response_limit: usize,
+}
+
+impl Forward<HttpConnector> {
+    /// Forwards to `uri` (plain HTTP), calling the upstream `name` in errors, logs and metrics.
+    pub fn new(name: impl Into<Arc<str>>, uri: Uri) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(DEFAULT_TIMEOUT));
+        Self::with_connector(name, uri, connector)
+    }
+}
+
+impl<C> Forward<C>
+where
+    C: legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    /// Forwards to `uri` through `connector` (for TLS or custom transports).
+    pub fn with_connector(name: impl Into<Arc<str>>, uri: Uri, connector: C) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Self {
+            client,
+            uri,
+            name: name.into(),
+            timeout: DEFAULT_TIMEOUT,
+            response_limit: DEFAULT_RESPONSE_LIMIT,
+        }
+    }
+}
+
+impl<C> Forward<C> {
+    /// Sets the timeout of one whole exchange.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the cap on the upstream's response body, in bytes.
+    pub fn with_response_limit(mut self, limit: usize) -> Self {
+        self.response_limit = limit;
+        self
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The upstream's URL.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The timeout of one exchange.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Whom an error answers: the ids of the forwarded call or batch.
+#[derive(Debug)]
+enum Answering {
+    Call(Bytes),
+    Batch(Vec<Bytes>),
+}
+
+impl Answering {
+    fn of<B>(req: &Request<B>) -> Self {
+        if let Some(call) = req.extensions().get::<RpcCall>() {
+            Self::Call(Bytes::copy_from_slice(call.id()))
+        } else if let Some(RpcBatch(calls)) = req.extensions().get::<RpcBatch>() {
+            Self::Batch(
+                calls
+                    .iter()
+                    .filter(|c| !c.is_notification())
+                    .map(|c| Bytes::copy_from_slice(c.id()))
+                    .collect(),
+            )
+        } else {
+            Self::Call(Bytes::new())
+        }
+    }
+
+    fn respond(&self, error: ForwardError) -> Response<RpcBody> {
+        let message = error.to_string();
+        let body = match self {
+            Self::Call(id) => jsonrpc::error_response(id, error.code(), &message),
+            Self::Batch(ids) => {
+                let parts: Vec<Bytes> = ids
+                    .iter()
+                    .map(|id| jsonrpc::error_response(id, error.code(), &message))
+                    .collect();
+                jsonrpc::join_batch(parts.iter().map(|p| &p[..]))
+            }
+        };
+        let mut response = Response::new(RpcBody::new(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response.extensions_mut().insert(error);
+        response
+    }
+}
+
+impl<C> Service<Request<RpcBody>> for Forward<C>
+where
+    C: legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    type Response = Response<RpcBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pooled client queues internally and is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
+        let answering = Answering::of(&req);
+        let (mut parts, body) = req.into_parts();
+        parts.uri = self.uri.clone();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::ACCEPT_ENCODING);
+        let request = Request::from_parts(parts, body);
+        ResponseFuture {
+            state: State::Sending {
+                future: self.client.request(request),
+            },
+            deadline: tokio::time::sleep(self.timeout),
+            timeout: self.timeout,
+            limit: self.response_limit,
+            name: self.name.clone(),
+            answering,
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+        header::TRAILER,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+pin_project! {
+    /// Response future of [`Forward`].
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+        #[pin]
+        deadline: Sleep,
+        timeout: Duration,
+        limit: usize,
+        name: Arc<str>,
+        answering: Answering,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Sending { #[pin] future: legacy::ResponseFuture },
+        Reading { #[pin] body: CollectCapped<Incoming>, parts: Option<response::Parts> },
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("upstream", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<RpcBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let progress = match this.state.as_mut().project() {
+                StateProj::Sending { future } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        let (parts, body) = response.into_parts();
+                        this.state.set(State::Reading {
+                            body: CollectCapped::new(body, *this.limit, None),
+                            parts: Some(parts),
+                        });
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::Unreachable {
+                        upstream: this.name.clone(),
+                        reason: error_chain(&e),
+                    })),
+                    Poll::Pending => Poll::Pending,
+                },
+                StateProj::Reading { body, parts } => match body.poll(cx) {
+                    Poll::Ready(Ok(bytes)) => {
+                        let mut parts = parts
+                            .take()
+                            .unwrap_or_else(|| Response::new(()).into_parts().0);
+                        strip_hop_by_hop(&mut parts.headers);
+                        parts.headers.remove(header::CONTENT_LENGTH);
+                        Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::BadResponse {
+                        upstream: this.name.clone(),
+                        reason: match e {
+                            BodyError::Read(source) => {
+                                format!("connection closed mid-response: {}", error_chain(&*source))
+                            }
+                            other => other.to_string(),
+                        },
+                    })),
+                    Poll::Pending => Poll::Pending,
+                },
+            };
+            return match progress {
+                Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
+                Poll::Ready(Err(error)) => Poll::Ready(Ok(this.answering.respond(error))),
+                Poll::Pending => {
+                    ready!(this.deadline.as_mut().poll(cx));
+                    Poll::Ready(Ok(this.answering.respond(ForwardError::Timeout {
+                        upstream: this.name.clone(),
+                        timeout: *this.timeout,
+                    })))
+                }
+            };
+        }
+    }
+}
+
+/// The error and its sources on one line: hyper's top-level messages alone are vague.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a response is one of [`Forward`]'s synthesized failures, and which.
+pub fn forward_error<B>(response: &Response<B>) -> Option<&ForwardError> {
+    response.extensions().get::<ForwardError>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::net::TcpListener;
+    use tower::ServiceExt;
+
+    async fn body_json(response: Response<RpcBody>) -> serde_json::Value {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    fn call_request(id: &[u8]) -> Request<RpcBody> {
+        let call = RpcCall::new("eth_chainId", id, b"[]");
+        let mut req = Request::post("/")
+            .body(RpcBody::new(call.bytes().clone()))
+            .expect("req");
+        req.extensions_mut().insert(call);
+        req
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_json_rpc_error_with_the_id() {
+        // Bind then drop: the port is very likely closed when we connect.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let forward = Forward::new("l2", format!("http://{addr}").parse().expect("uri"));
+        let response = forward
+            .oneshot(call_request(b"\"q\""))
+            .await
+            .expect("infallible");
+        assert!(matches!(
+            forward_error(&response),
+            Some(ForwardError::Unreachable { .. })
+        ));
+        let json = body_json(response).await;
+        assert_eq!(json["id"], "q");
+        assert_eq!(json["error"]["code"], code::UPSTREAM_UNREACHABLE);
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("upstream l2 unreachable"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_upstream_times_out_with_a_clear_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Accept and hold the connection without answering.
+        let holder = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let forward = Forward::new("builder-a", format!("http://{addr}").parse().expect("uri"))
+            .with_timeout(Duration::from_millis(50));
+        let response = forward
+            .oneshot(call_request(b"3"))
+            .await
+            .expect("infallible");
+        let json = body_json(response).await;
+        assert_eq!(json["id"], 3);
+        assert_eq!(json["error"]["code"], code::UPSTREAM_TIMEOUT);
+        assert_eq!(
+            json["error"]["message"],
+            "upstream builder-a timed out after 50ms"
+        );
+        holder.abort();
+    }
+}

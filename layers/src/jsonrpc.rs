@@ -1,0 +1,501 @@
+//! JSON-RPC 2.0 envelopes: parse a body once, keep its bytes, answer errors with the caller's id.
+//!
+//! # Behaviour
+//!
+//! [`parse`] reads only the envelope of a request: `method`, `id` and the *raw* `params`. The
+//! parameters stay unparsed JSON text, sliced out of the request body without copying, so a
+//! 1 MiB `engine_newPayload` costs one validating scan and no allocation of its payload.
+//!
+//! The rules follow geth, which is what op-node talks to:
+//!
+//! - text that is not JSON is a parse error ([`code::PARSE_ERROR`], id `null`);
+//! - JSON that is not a call (no string `method`, an object or array `id`, not an object at all)
+//!   is an invalid request ([`code::INVALID_REQUEST`]) answered with the call's id when it has one;
+//! - an empty batch is one invalid-request error; in a non-empty batch each element stands alone,
+//!   so one bad element does not spoil the others.
+//!
+//! Responses are built by [`error_response`] and [`join_batch`], which write bytes directly: the
+//! id is echoed exactly as the caller sent it (`1`, `"1"` and `1.0` stay distinct).
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use switchyard_layers::jsonrpc::{self, Parsed};
+//!
+//! let body = Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"method":"eth_chainId","params":[]}"#);
+//! let Ok(Parsed::Single(Ok(call))) = jsonrpc::parse(&body) else { panic!("a valid call") };
+//! assert_eq!(call.method(), "eth_chainId");
+//! assert_eq!(call.id(), b"7");
+//! assert_eq!(call.params(), Some(&b"[]"[..]));
+//! ```
+
+use std::{borrow::Cow, fmt};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// JSON-RPC and Engine API error codes.
+///
+/// The first block is JSON-RPC 2.0 itself; the `-380xx` block is the Engine API's
+/// (`execution-apis/src/engine/common.md`). **Keep names and values in sync with those specs.**
+/// The `-3201x` block is ours, inside the range JSON-RPC reserves for implementation-defined
+/// server errors, so that op-node's logs say which upstream failed and how.
+pub mod code {
+    /// Invalid JSON was received.
+    pub const PARSE_ERROR: i32 = -32700;
+    /// The JSON sent is not a valid request object.
+    pub const INVALID_REQUEST: i32 = -32600;
+    /// The method does not exist or is not available.
+    pub const METHOD_NOT_FOUND: i32 = -32601;
+    /// Invalid method parameters.
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// Internal JSON-RPC error.
+    pub const INTERNAL_ERROR: i32 = -32603;
+    /// Generic client error while processing the request.
+    pub const SERVER_ERROR: i32 = -32000;
+    /// Engine API: payload does not exist or is not available.
+    pub const UNKNOWN_PAYLOAD: i32 = -38001;
+    /// Engine API: forkchoice state is invalid or inconsistent.
+    pub const INVALID_FORKCHOICE_STATE: i32 = -38002;
+    /// Engine API: payload attributes are invalid or inconsistent.
+    pub const INVALID_PAYLOAD_ATTRIBUTES: i32 = -38003;
+    /// Engine API: number of requested entities is too large.
+    pub const TOO_LARGE_REQUEST: i32 = -38004;
+    /// Engine API: payload belongs to a fork that this method version does not support.
+    pub const UNSUPPORTED_FORK: i32 = -38005;
+    /// Engine API: the reorg is deeper than the client allows.
+    pub const TOO_DEEP_REORG: i32 = -38006;
+    /// switchyard: the upstream did not answer within its timeout.
+    pub const UPSTREAM_TIMEOUT: i32 = -32010;
+    /// switchyard: the upstream could not be reached (connect failed, connection reset).
+    pub const UPSTREAM_UNREACHABLE: i32 = -32011;
+    /// switchyard: the upstream answered, but not with a usable HTTP response.
+    pub const UPSTREAM_BAD_RESPONSE: i32 = -32012;
+    /// switchyard: the request body was larger than the configured cap.
+    pub const REQUEST_TOO_LARGE: i32 = -32013;
+    /// switchyard: the request body did not arrive within the configured time.
+    pub const REQUEST_TIMEOUT: i32 = -32014;
+}
+
+/// One JSON-RPC call, parsed once: its method, its raw id and params, and the bytes it came in.
+///
+/// Everything is a zero-copy slice of the request body. Layers read this from the request
+/// extensions (see [`RpcMethod`](crate::RpcMethod)) instead of parsing the body again.
+#[derive(Clone)]
+pub struct RpcCall {
+    method: Box<str>,
+    id: Bytes,
+    params: Option<Bytes>,
+    bytes: Bytes,
+}
+
+impl RpcCall {
+    /// The method name, unescaped.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The id as raw JSON text (`7`, `"abc"`, `null`), or empty for a notification.
+    pub fn id(&self) -> &[u8] {
+        &self.id
+    }
+
+    /// Whether the call has no id, i.e. is a notification that expects no answer.
+    pub fn is_notification(&self) -> bool {
+        self.id.is_empty()
+    }
+
+    /// The `params` member as raw JSON text, if present.
+    pub fn params(&self) -> Option<&[u8]> {
+        self.params.as_deref()
+    }
+
+    /// The `params` member as a shared, zero-copy slice of the body, if present.
+    pub fn params_bytes(&self) -> Option<&Bytes> {
+        self.params.as_ref()
+    }
+
+    /// The call's own JSON text: the whole body for a single call, the element for a batch member.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Builds a call from its parts, for layers that originate requests of their own.
+    ///
+    /// `id` is raw JSON text; `params` is raw JSON text (usually an array).
+    pub fn new(method: &str, id: &[u8], params: &[u8]) -> Self {
+        let mut out = BytesMut::with_capacity(48 + method.len() + id.len() + params.len());
+        out.put_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        out.put_slice(id);
+        out.put_slice(b",\"method\":");
+        write_json_string(&mut out, method);
+        out.put_slice(b",\"params\":");
+        out.put_slice(params);
+        out.put_u8(b'}');
+        let bytes = out.freeze();
+        // The layout above is fixed, so the parts are found by their known offsets.
+        let id_start = 22;
+        let params_start = bytes.len() - 1 - params.len();
+        Self {
+            method: method.into(),
+            id: bytes.slice(id_start..id_start + id.len()),
+            params: Some(bytes.slice(params_start..bytes.len() - 1)),
+            bytes,
+        }
+    }
+}
+
+impl fmt::Debug for RpcCall {
+    // Bodies can be megabytes and may carry transactions: show the envelope only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RpcCall")
+            .field("method", &self.method)
+            .field("id", &String::from_utf8_lossy(&self.id))
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The calls of a batch that travels to the upstream as one request.
+///
+/// Inserted in the request extensions in place of [`RpcCall`] when a batch is forwarded whole.
+#[derive(Clone, Debug)]
+pub struct RpcBatch(pub Vec<RpcCall>);
+
+/// What a request body holds.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A single call, or the error to answer it with.
+    Single(Result<RpcCall, RpcError>),
+    /// A non-empty batch: each element is a call or the error to answer that element with.
+    Batch(Vec<Result<RpcCall, RpcError>>),
+}
+
+/// A JSON-RPC error to send back, with the id it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcError {
+    /// The id as raw JSON text; empty means `null`.
+    pub id: Bytes,
+    /// The JSON-RPC error code (see [`code`]).
+    pub code: i32,
+    /// A short human-readable message.
+    pub message: Cow<'static, str>,
+}
+
+impl RpcError {
+    /// An error answering the call with raw id `id`.
+    pub fn new(id: Bytes, code: i32, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// This error as a complete JSON-RPC response body.
+    pub fn to_bytes(&self) -> Bytes {
+        error_response(&self.id, self.code, &self.message)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(borrow, default)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+/// Parses a request body: a single call or a batch.
+///
+/// # Errors
+///
+/// Returns the one error that answers the whole body: a parse error for text that is not JSON,
+/// an invalid request for an empty batch. Errors of individual calls are inside [`Parsed`].
+pub fn parse(body: &Bytes) -> Result<Parsed, RpcError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            let elements: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+                RpcError::new(Bytes::new(), code::PARSE_ERROR, format!("parse error: {e}"))
+            })?;
+            if elements.is_empty() {
+                return Err(RpcError::new(
+                    Bytes::new(),
+                    code::INVALID_REQUEST,
+                    "empty batch",
+                ));
+            }
+            Ok(Parsed::Batch(
+                elements
+                    .into_iter()
+                    .map(|raw| parse_call(body, body.slice_ref(raw.get().as_bytes())))
+                    .collect(),
+            ))
+        }
+        _ => {
+            // Syntax errors are parse errors; well-formed JSON of the wrong shape is an invalid
+            // request. serde_json tells them apart for us.
+            if let Err(e) = serde_json::from_slice::<&RawValue>(body) {
+                return Err(RpcError::new(
+                    Bytes::new(),
+                    code::PARSE_ERROR,
+                    format!("parse error: {e}"),
+                ));
+            }
+            Ok(Parsed::Single(parse_call(body, body.clone())))
+        }
+    }
+}
+
+/// Parses one call whose text is `bytes`, a slice of `body`.
+fn parse_call(body: &Bytes, bytes: Bytes) -> Result<RpcCall, RpcError> {
+    let envelope: RawEnvelope<'_> = match serde_json::from_slice(&bytes) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            return Err(RpcError::new(
+                Bytes::new(),
+                code::INVALID_REQUEST,
+                format!("invalid request: {e}"),
+            ));
+        }
+    };
+    let id = match envelope.id {
+        None => Bytes::new(),
+        Some(raw) if matches!(raw.get().as_bytes().first(), Some(b'{' | b'[')) => {
+            return Err(RpcError::new(
+                Bytes::new(),
+                code::INVALID_REQUEST,
+                "invalid request: id must be a string, number or null",
+            ));
+        }
+        Some(raw) => body.slice_ref(raw.get().as_bytes()),
+    };
+    let method = match envelope
+        .method
+        .map(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()))
+    {
+        Some(Ok(method)) => method,
+        _ => {
+            return Err(RpcError::new(
+                id,
+                code::INVALID_REQUEST,
+                "invalid request: method must be a string",
+            ));
+        }
+    };
+    Ok(RpcCall {
+        method: method.into(),
+        params: envelope
+            .params
+            .map(|raw| body.slice_ref(raw.get().as_bytes())),
+        id,
+        bytes,
+    })
+}
+
+/// A JSON-RPC error response answering raw id `id` (empty means `null`).
+pub fn error_response(id: &[u8], code: i32, message: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(64 + id.len() + message.len());
+    out.put_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.put_slice(if id.is_empty() { b"null" } else { id });
+    out.put_slice(b",\"error\":{\"code\":");
+    out.put_slice(code.to_string().as_bytes());
+    out.put_slice(b",\"message\":");
+    write_json_string(&mut out, message);
+    out.put_slice(b"}}");
+    out.freeze()
+}
+
+/// A JSON-RPC success response answering raw id `id` with raw JSON `result`.
+pub fn result_response(id: &[u8], result: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(40 + id.len() + result.len());
+    out.put_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.put_slice(if id.is_empty() { b"null" } else { id });
+    out.put_slice(b",\"result\":");
+    out.put_slice(result);
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+/// Joins single responses into one batch response, in the given order, skipping empty ones
+/// (answers to notifications).
+pub fn join_batch<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u8(b'[');
+    for part in parts.into_iter().filter(|p| !p.is_empty()) {
+        if out.len() > 1 {
+            out.put_u8(b',');
+        }
+        out.put_slice(trim_ascii(part));
+    }
+    out.put_u8(b']');
+    out.freeze()
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+fn write_json_string(out: &mut BytesMut, s: &str) {
+    // Serializing a &str into a Vec cannot fail.
+    let encoded = serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec());
+    out.put_slice(&encoded);
+}
+
+/// A JSON-RPC response, read without copying its result.
+#[derive(Debug, Deserialize)]
+pub struct RpcResponse<'a> {
+    /// The id as raw JSON text.
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    /// The raw `result` member, if the call succeeded.
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    /// The `error` member, if the call failed.
+    #[serde(default)]
+    pub error: Option<ErrorObject>,
+}
+
+/// The `error` member of a JSON-RPC response.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ErrorObject {
+    /// The error code.
+    pub code: i32,
+    /// The error message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl<'a> RpcResponse<'a> {
+    /// Reads a single (non-batch) response.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `body` is not a JSON object with the members above.
+    pub fn from_slice(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(body: &'static str) -> Result<RpcCall, RpcError> {
+        match parse(&Bytes::from_static(body.as_bytes())) {
+            Ok(Parsed::Single(call)) => call,
+            other => panic!("expected a single call, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_method_id_and_raw_params() {
+        let call = single(r#" {"jsonrpc":"2.0","method":"eth_call","params":[{"to":"0x1"}, "latest"],"id":"a\"b"}"#)
+            .expect("valid");
+        assert_eq!(call.method(), "eth_call");
+        assert_eq!(call.id(), br#""a\"b""#);
+        assert_eq!(call.params(), Some(&br#"[{"to":"0x1"}, "latest"]"#[..]));
+    }
+
+    #[test]
+    fn unescapes_method_names() {
+        let call = single(r#"{"method":"eth\u005fchainId","id":1}"#).expect("valid");
+        assert_eq!(call.method(), "eth_chainId");
+    }
+
+    #[test]
+    fn malformed_json_is_a_parse_error_with_null_id() {
+        for body in [
+            r#"{"method":"x","id":1"#,
+            "",
+            "nonsense",
+            r#"[{"method":"x"},"#,
+        ] {
+            let err = parse(&Bytes::from_static(body.as_bytes())).expect_err(body);
+            assert_eq!(err.code, code::PARSE_ERROR, "{body}");
+            assert!(err.id.is_empty());
+        }
+    }
+
+    #[test]
+    fn missing_method_is_invalid_request_with_the_id() {
+        let err = single(r#"{"id":42,"params":[]}"#).expect_err("no method");
+        assert_eq!(err.code, code::INVALID_REQUEST);
+        assert_eq!(&err.id[..], b"42");
+    }
+
+    #[test]
+    fn non_object_and_object_ids_are_invalid_requests() {
+        assert_eq!(single("1").expect_err("number").code, code::INVALID_REQUEST);
+        assert_eq!(
+            single(r#"{"method":"m","id":{"a":1}}"#)
+                .expect_err("object id")
+                .code,
+            code::INVALID_REQUEST
+        );
+    }
+
+    #[test]
+    fn empty_batch_is_one_invalid_request() {
+        let err = parse(&Bytes::from_static(b" [ ] ")).expect_err("empty");
+        assert_eq!(err.code, code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn batch_elements_stand_alone() {
+        let body = Bytes::from_static(br#"[{"method":"a","id":1},5,{"id":3},{"method":"b"}]"#);
+        let Ok(Parsed::Batch(calls)) = parse(&body) else {
+            panic!("a batch")
+        };
+        assert_eq!(calls.len(), 4);
+        assert_eq!(calls[0].as_ref().map(RpcCall::method), Ok("a"));
+        assert_eq!(
+            calls[1].as_ref().err().map(|e| e.code),
+            Some(code::INVALID_REQUEST)
+        );
+        assert_eq!(calls[2].as_ref().err().map(|e| &e.id[..]), Some(&b"3"[..]));
+        assert!(calls[3].as_ref().is_ok_and(RpcCall::is_notification));
+        assert_eq!(
+            &calls[0]
+                .as_ref()
+                .map(|c| c.bytes().clone())
+                .unwrap_or_default()[..],
+            br#"{"method":"a","id":1}"#
+        );
+    }
+
+    #[test]
+    fn error_response_echoes_the_raw_id_and_escapes_the_message() {
+        let body = error_response(br#""x""#, code::METHOD_NOT_FOUND, "no \"such\" method");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(value["id"], "x");
+        assert_eq!(value["error"]["code"], -32601);
+        assert_eq!(value["error"]["message"], "no \"such\" method");
+        assert_eq!(
+            &error_response(b"", 1, "m")[..],
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"m"}}"#
+        );
+    }
+
+    #[test]
+    fn built_calls_parse_back_to_themselves() {
+        let call = RpcCall::new("engine_getPayloadV3", b"9", br#"["0x0300000000000001"]"#);
+        let again = match parse(call.bytes()) {
+            Ok(Parsed::Single(Ok(c))) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(again.method(), call.method());
+        assert_eq!(again.id(), call.id());
+        assert_eq!(again.params(), call.params());
+    }
+
+    #[test]
+    fn join_batch_keeps_order_and_skips_notifications() {
+        let joined = join_batch([&b"{\"id\":1}\n"[..], b"", b"{\"id\":2}"]);
+        assert_eq!(&joined[..], br#"[{"id":1},{"id":2}]"#);
+    }
+}

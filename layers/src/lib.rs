@@ -1,0 +1,41 @@
+//! Reusable tower layers for authenticated JSON-RPC gateways, and the Engine API in particular.
+//!
+//! Each concern is one layer, in one module, generic over `http::Request`/`Response` so it fits
+//! any tower-based server. switchyard stacks them like this (outermost first):
+//!
+//! ```text
+//!            op-node ──HTTP──▶ ┌───────────────────────────────────────────────┐
+//!                              │ RequireJwt      401 unless op-node's JWT       │
+//!                              │ ┌───────────────────────────────────────────┐ │
+//!                              │ │ RpcMethod     parse once → RpcCall         │ │
+//!                              │ │ ┌───────────────────────────────────────┐ │ │
+//!                              │ │ │ SignJwt      op-geth's own secret      │ │ │
+//!                              │ │ │ ┌───────────────────────────────────┐ │ │ │
+//!                              │ │ │ │ Forward    pooled client → op-geth │ │ │ │
+//!                              │ │ │ └───────────────────────────────────┘ │ │ │
+//!                              │ │ └───────────────────────────────────────┘ │ │
+//!                              │ └───────────────────────────────────────────┘ │
+//!                              └───────────────────────────────────────────────┘
+//! ```
+//!
+//! Below [`RpcMethod`] every request carries its parsed [`jsonrpc::RpcCall`] (or
+//! [`jsonrpc::RpcBatch`]) in its extensions and its body as one buffered [`body::RpcBody`], so
+//! no layer parses a body twice. Failures become responses (HTTP statuses or JSON-RPC errors), so
+//! a stack built from these layers over [`Forward`] has the error type
+//! [`Infallible`](std::convert::Infallible).
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod forward;
+pub mod jsonrpc;
+pub mod rpc_method;
+mod warn;
+
+pub use auth::{
+    JwtError, JwtSecret, JwtSecretError, RequireJwt, RequireJwtLayer, SignJwt, SignJwtLayer,
+};
+pub use forward::{Forward, ForwardError};
+pub use rpc_method::{MethodRouter, RpcMethod, RpcMethodLayer};
