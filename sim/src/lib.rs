@@ -1,1 +1,275 @@
-//! placeholder
+//! A simulated OP Stack chain over real HTTP and real JWTs: op-geth, block builders and op-node.
+//!
+//! switchyard sits between op-node and op-geth and talks to block builders; none of those run in
+//! CI. This crate stands in for all three wherever switchyard depends on their behaviour, and
+//! shares no code with switchyard (not even its JWT check), so that a bug in switchyard cannot
+//! hide behind a simulator that agrees with it.
+//!
+//! - [`EngineSim`] is a simulated execution client (op-geth, or a builder with [`Profile::Builder`])
+//!   served over HTTP/1.1 on `127.0.0.1:0`, with a [`RequestLog`] and run-time [`Faults`].
+//! - [`Sequencer`] is the op-node stand-in: it drives blocks through an Engine API URL.
+//! - The `engine-sim` binary serves one simulator on a given port, for benchmarks and manual runs.
+//!
+//! # Faithful
+//!
+//! - **Wire:** JSON-RPC 2.0 over HTTP/1.1, batches, geth's framing (a newline after each answer);
+//!   unknown method `-32601`, malformed JSON `-32700`, invalid request `-32600`.
+//! - **JWT:** HS256 only, `iat` within ±60 s, `exp` honoured if present; failures are HTTP 401 with
+//!   geth's plain-text reason, and nothing is processed.
+//! - **Engine API:** method versions per fork (FCU V1/V2/V3, getPayload V2–V5, newPayload V2–V4)
+//!   with `-38005` for the wrong one; FCU to an unknown head `SYNCING`; unknown safe/finalized
+//!   `-38002`; bad attributes `-38003` with op-geth's messages (missing gasLimit, timestamp not after
+//!   the parent, eip1559Params and minBaseFee before/after Holocene and Jovian); unknown payload id
+//!   `-38001`; op-geth's payload-id derivation (sha256 over parent and attributes, first byte the
+//!   FCU version) and its refusal of foreign ids on getPayloadV3+; op-reth's `0x04` ids as an option.
+//! - **Blocks:** real headers per fork and real block hashes; the attributes' transactions first,
+//!   then the mempool (unless `noTxPool`) up to the gas limit; the right getPayload envelope per
+//!   version. newPayload recomputes the hash, the transactions root, gas used, base fee and state
+//!   root, and answers `VALID`, `INVALID` with a `validationError`, or `SYNCING` for an unknown
+//!   parent. A block becomes canonical only through a forkchoice update.
+//!
+//! # Stand-ins
+//!
+//! - **Execution and state:** nothing is executed. Gas used, state root, receipts root and block
+//!   value are deterministic functions of the parent and the transactions, documented in
+//!   [`chain`]. Two simulators with the same genesis therefore agree on every block, and a wrong
+//!   state root is caught the way op-geth catches it: by recomputing.
+//! - **Transactions:** real EIP-2718 encodings ([`tx`]); user transactions carry a fixed stand-in
+//!   signature, since no sender is ever recovered.
+//! - **p2p:** simulators sharing a [`Network`] learn each other's validated blocks; one that fell
+//!   behind answers `SYNCING` and catches up from the network for its next call.
+//! - **Sync status:** `eth_syncing` is always `false`.
+
+pub mod chain;
+pub mod driver;
+pub mod engine;
+pub mod faults;
+pub mod log;
+pub mod spec;
+pub mod tx;
+
+mod auth;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use alloy_primitives::B256;
+use tokio::{sync::watch, task::JoinHandle};
+
+pub use auth::{now as unix_now, random_secret, secret_hex, token, token_hs384};
+pub use chain::Block;
+pub use driver::{BlockReport, DriverError, EngineClient, Sequencer, SequencerConfig};
+pub use engine::{Network, PayloadIdScheme, Profile};
+pub use faults::{Fault, FaultRule, Faults, Scope, Tamper};
+pub use log::{LogEntry, RequestLog};
+pub use spec::{ChainSpec, Fork, Forks};
+
+/// How to start a simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Name used in logs and `web3_clientVersion`.
+    pub name: String,
+    /// Genesis and forks.
+    pub spec: ChainSpec,
+    /// Block-building behaviour.
+    pub profile: Profile,
+    /// Payload-id derivation.
+    pub payload_ids: PayloadIdScheme,
+    /// JWT secret; random when `None`.
+    pub secret: Option<[u8; 32]>,
+    /// Address to listen on; `127.0.0.1:0` when `None`.
+    pub addr: Option<SocketAddr>,
+    /// A p2p stand-in shared with other simulators.
+    pub network: Option<Arc<Network>>,
+    /// How many calls the request log keeps.
+    pub log_capacity: usize,
+    /// How many recent blocks keep their bodies.
+    pub retain_blocks: usize,
+}
+
+impl SimConfig {
+    /// An op-geth stand-in for `spec`.
+    pub fn op_geth(spec: ChainSpec) -> Self {
+        Self {
+            name: "op-geth".into(),
+            spec,
+            profile: Profile::OpGeth,
+            payload_ids: PayloadIdScheme::OpGeth,
+            secret: None,
+            addr: None,
+            network: None,
+            log_capacity: 100_000,
+            retain_blocks: 4_096,
+        }
+    }
+
+    /// A builder stand-in for `spec`: two transactions of its own per block, op-reth payload ids.
+    pub fn builder(spec: ChainSpec) -> Self {
+        Self {
+            name: "builder".into(),
+            profile: Profile::Builder { extra_txs: 2 },
+            payload_ids: PayloadIdScheme::OpReth,
+            ..Self::op_geth(spec)
+        }
+    }
+
+    /// Sets the name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the JWT secret.
+    pub fn with_secret(mut self, secret: [u8; 32]) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Joins a p2p stand-in.
+    pub fn with_network(mut self, network: Arc<Network>) -> Self {
+        self.network = Some(network);
+        self
+    }
+
+    /// Listens on `addr`.
+    pub fn with_addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+}
+
+/// A running simulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct EngineSim {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl EngineSim {
+    /// Starts a simulator.
+    ///
+    /// # Errors
+    ///
+    /// If the address cannot be bound.
+    pub async fn spawn(config: SimConfig) -> std::io::Result<Self> {
+        let faults = Arc::new(Faults::default());
+        let engine = engine::Engine::new(
+            config.name,
+            config.spec,
+            config.profile,
+            config.payload_ids,
+            config.network,
+            config.retain_blocks,
+            faults,
+        );
+        let shared = Arc::new(server::Shared {
+            engine,
+            log: RequestLog::new(config.log_capacity),
+            secret: config.secret.unwrap_or_else(random_secret),
+        });
+        Self::serve(
+            shared,
+            config
+                .addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        )
+        .await
+    }
+
+    async fn serve(shared: Arc<server::Shared>, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = server::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(server::serve(listener, shared.clone(), stopped));
+        Ok(Self {
+            addr,
+            shared,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// Stops serving and closes every connection; the chain is kept for [`EngineSim::restart`].
+    pub async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Serves again on the same address with the same chain, like an op-geth restart.
+    ///
+    /// # Errors
+    ///
+    /// If the address cannot be bound again.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop().await;
+        let again = Self::serve(self.shared.clone(), self.addr).await?;
+        let old = std::mem::replace(self, again);
+        drop(old);
+        Ok(())
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The JWT secret.
+    pub fn secret(&self) -> [u8; 32] {
+        self.shared.secret
+    }
+
+    /// The JWT secret as hex, as a secret file holds it.
+    pub fn secret_hex(&self) -> String {
+        secret_hex(&self.shared.secret)
+    }
+
+    /// The calls served so far.
+    pub fn log(&self) -> &RequestLog {
+        &self.shared.log
+    }
+
+    /// The fault controls.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.engine.faults
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.shared.engine.spec
+    }
+
+    /// The canonical head.
+    pub fn head(&self) -> Arc<Block> {
+        self.shared.engine.head()
+    }
+
+    /// A stored block by hash.
+    pub fn block(&self, hash: &B256) -> Option<Arc<Block>> {
+        self.shared.engine.block(hash)
+    }
+
+    /// Transactions waiting in the mempool.
+    pub fn mempool_len(&self) -> usize {
+        self.shared.engine.mempool_len()
+    }
+}
+
+impl Drop for EngineSim {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
