@@ -1,1 +1,114 @@
-fn main() {}
+//! The switchyard binary: read the configuration, set up logging, run until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use switchyard::{
+    Config,
+    config::{Cli, Command, LogFormat, RunArgs},
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => return fail(&first_line(&error.to_string())),
+    };
+    if let Some(Command::Flags) = cli.command {
+        return print_flags();
+    }
+    let config = match Config::from_args(&cli.run) {
+        Ok(config) => config,
+        Err(error) => return fail(&error.to_string()),
+    };
+    init_tracing(&cli.run);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(target: "switchyard", error = format!("{error:#}"), "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.rpc_addr)
+            .await
+            .with_context(|| format!("--rpc-port: cannot listen on {}", config.rpc_addr))?;
+        switchyard::run(listener, config, shutdown_signal())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!(target: "switchyard", "shutdown signal received");
+}
+
+fn init_tracing(args: &RunArgs) {
+    let level = args.log_level.as_str().to_lowercase();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,switchyard={level},switchyard_layers={level}"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+/// Start-up errors go to stderr as one line: logging is not set up yet, and an operator
+/// reading a failed unit's output wants exactly this line.
+#[allow(clippy::print_stderr)]
+fn fail(message: &str) -> ExitCode {
+    eprintln!("switchyard: {message}");
+    ExitCode::from(2)
+}
+
+/// The configuration reference, generated from the parser itself.
+#[allow(clippy::print_stdout)]
+fn print_flags() -> ExitCode {
+    print!("{}", switchyard::config::flags_markdown());
+    ExitCode::SUCCESS
+}

@@ -338,7 +338,14 @@ impl Future for ResponseFuture {
                         });
                         continue;
                     }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::Unreachable {
+                    // Only a failed connect means nobody is there; anything later is a broken answer.
+                    Poll::Ready(Err(e)) if e.is_connect() => {
+                        Poll::Ready(Err(ForwardError::Unreachable {
+                            upstream: this.name.clone(),
+                            reason: error_chain(&e),
+                        }))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::BadResponse {
                         upstream: this.name.clone(),
                         reason: error_chain(&e),
                     })),

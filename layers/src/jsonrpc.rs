@@ -204,10 +204,15 @@ impl RpcError {
 struct RawEnvelope<'a> {
     #[serde(borrow, default)]
     method: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    // `"id": null` is a call with a null id, not a notification: keep absent and null apart.
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     params: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parses a request body: a single call or a batch.
@@ -419,6 +424,18 @@ mod tests {
             assert_eq!(err.code, code::PARSE_ERROR, "{body}");
             assert!(err.id.is_empty());
         }
+    }
+
+    #[test]
+    fn a_null_id_is_a_call_not_a_notification() {
+        let call = single(r#"{"method":"m","id":null}"#).expect("valid");
+        assert_eq!(call.id(), b"null");
+        assert!(!call.is_notification());
+        assert!(
+            single(r#"{"method":"m"}"#)
+                .expect("valid")
+                .is_notification()
+        );
     }
 
     #[test]

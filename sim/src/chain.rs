@@ -30,16 +30,12 @@ use alloy_eips::{eip1559::BaseFeeParams, eip7685::EMPTY_REQUESTS_HASH};
 use alloy_primitives::{Address, B64, B256, Bloom, Bytes, U256, keccak256};
 use alloy_rpc_types_engine::{
     ExecutionPayloadEnvelopeV2, ExecutionPayloadFieldV2, ExecutionPayloadV1, ExecutionPayloadV2,
-    ExecutionPayloadV3,
 };
 use op_alloy_consensus::{
     decode_holocene_extra_data, decode_jovian_extra_data, encode_holocene_extra_data,
     encode_jovian_extra_data,
 };
-use op_alloy_rpc_types_engine::{
-    OpExecutionPayloadEnvelopeV3, OpExecutionPayloadEnvelopeV4, OpExecutionPayloadV4,
-    OpPayloadAttributes,
-};
+use op_alloy_rpc_types_engine::OpPayloadAttributes;
 
 use crate::spec::{ChainSpec, Fork};
 
@@ -308,8 +304,9 @@ impl Block {
         }
     }
 
-    fn payload_v3(&self) -> ExecutionPayloadV3 {
-        ExecutionPayloadV3 {
+    #[cfg(test)]
+    fn payload_v3(&self) -> alloy_rpc_types_engine::ExecutionPayloadV3 {
+        alloy_rpc_types_engine::ExecutionPayloadV3 {
             payload_inner: ExecutionPayloadV2 {
                 payload_inner: self.payload_v1(),
                 withdrawals: Vec::new(),
@@ -322,7 +319,6 @@ impl Block {
     /// The `engine_getPayloadV{version}` result for this block, serialized.
     pub fn envelope_json(&self, version: u8) -> Vec<u8> {
         let block_value = self.block_value();
-        let beacon_root = self.header.parent_beacon_block_root.unwrap_or_default();
         let encoded = match version {
             2 => {
                 let execution_payload = if self.header.withdrawals_root.is_some() {
@@ -338,27 +334,83 @@ impl Block {
                     block_value,
                 })
             }
-            3 => serde_json::to_vec(&OpExecutionPayloadEnvelopeV3 {
-                execution_payload: self.payload_v3(),
-                block_value,
-                blobs_bundle: Default::default(),
-                should_override_builder: false,
-                parent_beacon_block_root: beacon_root,
-            }),
-            _ => serde_json::to_vec(&OpExecutionPayloadEnvelopeV4 {
-                execution_payload: OpExecutionPayloadV4 {
-                    payload_inner: self.payload_v3(),
-                    withdrawals_root: self.header.withdrawals_root.unwrap_or_default(),
-                },
-                block_value,
-                blobs_bundle: Default::default(),
-                should_override_builder: false,
-                parent_beacon_block_root: beacon_root,
-                execution_requests: Vec::new(),
-            }),
+            // V3+ envelopes carry megabytes of hex: written directly (see `write_envelope`).
+            _ => return self.write_envelope(version),
         };
         // Serializing these plain data types cannot fail.
         encoded.unwrap_or_default()
+    }
+
+    /// The getPayloadV3+ envelope, written without serde: a 5,000-transaction block is ~2 MB of
+    /// hex, and serde's per-character escape scan of it cost as much as building the block.
+    /// The test `hand_written_envelopes_equal_serdes` holds it to serde's output.
+    fn write_envelope(&self, version: u8) -> Vec<u8> {
+        let h = &self.header;
+        let tx_bytes: usize = self.transactions.iter().map(|t| 2 * t.len() + 5).sum();
+        let mut out = Vec::with_capacity(tx_bytes + 2_048);
+        let hex = |out: &mut Vec<u8>, bytes: &[u8]| {
+            out.extend_from_slice(b"\"0x");
+            let start = out.len();
+            out.resize(start + 2 * bytes.len(), 0);
+            // The slice is exactly twice the input's length, so encoding cannot fail.
+            let _ = alloy_primitives::hex::encode_to_slice(bytes, &mut out[start..]);
+            out.push(b'"');
+        };
+        let quantity =
+            |out: &mut Vec<u8>, n: u128| out.extend_from_slice(format!("\"{n:#x}\"").as_bytes());
+        out.extend_from_slice(b"{\"executionPayload\":{\"parentHash\":");
+        hex(&mut out, h.parent_hash.as_slice());
+        out.extend_from_slice(b",\"feeRecipient\":");
+        hex(&mut out, h.beneficiary.as_slice());
+        out.extend_from_slice(b",\"stateRoot\":");
+        hex(&mut out, h.state_root.as_slice());
+        out.extend_from_slice(b",\"receiptsRoot\":");
+        hex(&mut out, h.receipts_root.as_slice());
+        out.extend_from_slice(b",\"logsBloom\":");
+        hex(&mut out, h.logs_bloom.as_slice());
+        out.extend_from_slice(b",\"prevRandao\":");
+        hex(&mut out, h.mix_hash.as_slice());
+        out.extend_from_slice(b",\"blockNumber\":");
+        quantity(&mut out, u128::from(h.number));
+        out.extend_from_slice(b",\"gasLimit\":");
+        quantity(&mut out, u128::from(h.gas_limit));
+        out.extend_from_slice(b",\"gasUsed\":");
+        quantity(&mut out, u128::from(h.gas_used));
+        out.extend_from_slice(b",\"timestamp\":");
+        quantity(&mut out, u128::from(h.timestamp));
+        out.extend_from_slice(b",\"extraData\":");
+        hex(&mut out, &h.extra_data);
+        out.extend_from_slice(b",\"baseFeePerGas\":");
+        quantity(&mut out, u128::from(h.base_fee_per_gas.unwrap_or_default()));
+        out.extend_from_slice(b",\"blockHash\":");
+        hex(&mut out, self.hash.as_slice());
+        out.extend_from_slice(b",\"transactions\":[");
+        for (i, tx) in self.transactions.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            hex(&mut out, tx);
+        }
+        out.extend_from_slice(b"],\"withdrawals\":[],\"blobGasUsed\":");
+        quantity(&mut out, u128::from(h.blob_gas_used.unwrap_or_default()));
+        out.extend_from_slice(b",\"excessBlobGas\":");
+        quantity(&mut out, u128::from(h.excess_blob_gas.unwrap_or_default()));
+        if version >= 4 {
+            out.extend_from_slice(b",\"withdrawalsRoot\":");
+            hex(&mut out, h.withdrawals_root.unwrap_or_default().as_slice());
+        }
+        out.extend_from_slice(b"},\"blockValue\":");
+        out.extend_from_slice(format!("\"{:#x}\"", self.block_value()).as_bytes());
+        out.extend_from_slice(b",\"blobsBundle\":{\"commitments\":[],\"proofs\":[],\"blobs\":[]},\"shouldOverrideBuilder\":false,\"parentBeaconBlockRoot\":");
+        hex(
+            &mut out,
+            h.parent_beacon_block_root.unwrap_or_default().as_slice(),
+        );
+        if version >= 4 {
+            out.extend_from_slice(b",\"executionRequests\":[]");
+        }
+        out.push(b'}');
+        out
     }
 
     /// The block as `eth_getBlockByNumber` returns it.
@@ -539,6 +591,13 @@ impl Chain {
         self.get(&self.finalized)
     }
 
+    /// Forgets a stored block (never the head).
+    pub fn remove(&mut self, hash: &B256) {
+        if *hash != self.head {
+            self.blocks.remove(hash);
+        }
+    }
+
     /// Whether `hash` is a stored block.
     pub fn contains(&self, hash: &B256) -> bool {
         self.blocks.contains_key(hash)
@@ -561,6 +620,9 @@ impl Chain {
 mod tests {
     use super::*;
     use alloy_rpc_types_engine::PayloadAttributes;
+    use op_alloy_rpc_types_engine::{
+        OpExecutionPayloadEnvelopeV3, OpExecutionPayloadEnvelopeV4, OpExecutionPayloadV4,
+    };
 
     fn attrs(parent: &Block, spec: &ChainSpec) -> OpPayloadAttributes {
         let timestamp = parent.header.timestamp + spec.block_time;
@@ -595,6 +657,50 @@ mod tests {
         edited.header.state_root = B256::repeat_byte(1);
         edited.rehash();
         assert_ne!(edited.hash, a.hash);
+    }
+
+    #[test]
+    fn hand_written_envelopes_equal_serdes() {
+        let spec = ChainSpec {
+            forks: crate::spec::Forks::through(Fork::Jovian),
+            ..Default::default()
+        };
+        let genesis = Block::genesis(&spec);
+        let pool = [Bytes::from(vec![2u8; 10]), Bytes::from(vec![0xffu8; 33])];
+        let block = genesis.child(&spec, &attrs(&genesis, &spec), &pool).seal();
+        let beacon_root = block.header.parent_beacon_block_root.unwrap_or_default();
+        let v3 = OpExecutionPayloadEnvelopeV3 {
+            execution_payload: block.payload_v3(),
+            block_value: block.block_value(),
+            blobs_bundle: Default::default(),
+            should_override_builder: false,
+            parent_beacon_block_root: beacon_root,
+        };
+        let v4 = OpExecutionPayloadEnvelopeV4 {
+            execution_payload: OpExecutionPayloadV4 {
+                payload_inner: block.payload_v3(),
+                withdrawals_root: block.header.withdrawals_root.unwrap_or_default(),
+            },
+            block_value: block.block_value(),
+            blobs_bundle: Default::default(),
+            should_override_builder: false,
+            parent_beacon_block_root: beacon_root,
+            execution_requests: Vec::new(),
+        };
+        let parse =
+            |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).expect("json");
+        assert_eq!(
+            parse(&block.envelope_json(3)),
+            serde_json::to_value(&v3).expect("v3")
+        );
+        assert_eq!(
+            parse(&block.envelope_json(4)),
+            serde_json::to_value(&v4).expect("v4")
+        );
+        assert_eq!(
+            parse(&block.envelope_json(5)),
+            serde_json::to_value(&v4).expect("v5")
+        );
     }
 
     #[test]

@@ -391,7 +391,7 @@ impl Sequencer {
         let timestamp = self.head.timestamp + self.config.spec.block_time.max(1);
         let fork = self.config.spec.forks.at(timestamp);
         let mut transactions = vec![tx::l1_info_deposit(number, timestamp)];
-        if self.config.deposit_every > 0 && number % self.config.deposit_every == 0 {
+        if self.config.deposit_every > 0 && number.is_multiple_of(self.config.deposit_every) {
             transactions.push(tx::user_deposit(number, 0));
         }
         let (denominator, elasticity) = self.config.eip1559;

@@ -108,11 +108,16 @@ impl Network {
 }
 
 const MEMPOOL_CAP: usize = 200_000;
-const PAYLOADS_KEPT: usize = 256;
+// op-geth keeps a handful of payloads; with 1 MiB blocks this bounds memory too.
+const PAYLOADS_KEPT: usize = 16;
 
+/// Built payloads by id, and their ids oldest first (to forget the oldest).
+type Payloads = (HashMap<PayloadId, Arc<Block>>, VecDeque<PayloadId>);
+
+/// Pending transactions in arrival order, each with its hash (computed once, on arrival).
 #[derive(Debug, Default)]
 struct Mempool {
-    order: VecDeque<Bytes>,
+    order: VecDeque<(B256, Bytes)>,
     known: HashSet<B256>,
 }
 
@@ -124,7 +129,7 @@ pub(crate) struct Engine {
     profile: Profile,
     ids: PayloadIdScheme,
     pub(crate) chain: Mutex<Chain>,
-    payloads: Mutex<(HashMap<PayloadId, Arc<Block>>, VecDeque<PayloadId>)>,
+    payloads: Mutex<Payloads>,
     mempool: Mutex<Mempool>,
     network: Option<Arc<Network>>,
     pub(crate) faults: Arc<Faults>,
@@ -281,7 +286,7 @@ impl Engine {
             if pool.order.len() >= MEMPOOL_CAP {
                 return Err(RpcErr::new(-32000, "txpool is full"));
             }
-            pool.order.push_back(raw);
+            pool.order.push_back((hash, raw));
         }
         Ok(hash)
     }
@@ -433,17 +438,29 @@ impl Engine {
         };
         let pool = lock(&self.mempool);
         parent
-            .child(&self.spec, attrs, extras.iter().chain(pool.order.iter()))
+            .child(
+                &self.spec,
+                attrs,
+                extras.iter().chain(pool.order.iter().map(|(_, tx)| tx)),
+            )
             .seal()
     }
 
     fn forget_included(&self, head: &Block) {
         let mut pool = lock(&self.mempool);
-        if pool.order.is_empty() {
+        if pool.order.is_empty() || head.transactions.is_empty() {
             return;
         }
-        let included: HashSet<B256> = head.transactions.iter().map(keccak256).collect();
-        pool.order.retain(|tx| !included.contains(&keccak256(tx)));
+        let included: HashSet<B256> = head
+            .transactions
+            .iter()
+            .filter(|tx| !chain::is_deposit(tx))
+            .map(keccak256)
+            .collect();
+        if included.is_empty() {
+            return;
+        }
+        pool.order.retain(|(hash, _)| !included.contains(hash));
         pool.known.retain(|hash| !included.contains(hash));
     }
 
@@ -760,13 +777,16 @@ impl Engine {
         }
     }
 
-    /// Stores a block this simulator built, and publishes it (the sequencer's gossip).
     pub(crate) fn head(&self) -> Arc<Block> {
         lock(&self.chain).head()
     }
 
     pub(crate) fn block(&self, hash: &B256) -> Option<Arc<Block>> {
         lock(&self.chain).get(hash)
+    }
+
+    pub(crate) fn forget(&self, hash: &B256) {
+        lock(&self.chain).remove(hash);
     }
 }
 

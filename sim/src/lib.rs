@@ -263,6 +263,24 @@ impl EngineSim {
     pub fn mempool_len(&self) -> usize {
         self.shared.engine.mempool_len()
     }
+
+    /// Answers one call in-process, skipping HTTP and JWT: the raw JSON result, or the
+    /// JSON-RPC error `(code, message)`. For measuring the simulator's own work.
+    ///
+    /// # Errors
+    ///
+    /// The call's JSON-RPC error.
+    pub fn call(&self, method: &str, params: &[u8]) -> Result<Vec<u8>, (i32, String)> {
+        self.shared
+            .engine
+            .handle(method, params)
+            .map_err(|e| (e.code, e.message))
+    }
+
+    /// Forgets a stored block, so that the next newPayload of it is validated again.
+    pub fn forget_block(&self, hash: &B256) {
+        self.shared.engine.forget(hash);
+    }
 }
 
 impl Drop for EngineSim {

@@ -180,7 +180,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                     "simulated connection drop",
                 )),
             ]);
-            let mut response = Response::new(StreamBody::new(chunks).boxed());
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -207,12 +207,17 @@ struct Calls {
 
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
-    #[serde(default)]
+    // geth answers `"id": null` (a call), but not an absent id (a notification).
+    #[serde(default, deserialize_with = "present")]
     id: Option<Box<RawValue>>,
     #[serde(default)]
     method: Option<String>,
     #[serde(borrow, default)]
     params: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    <Box<RawValue> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 fn parse(body: &Bytes) -> Result<Calls, Vec<u8>> {

@@ -1,1 +1,13 @@
-//! Integration tests.
+//! Integration tests: the real stack on 127.0.0.1:0, over real HTTP, against the simulator.
+
+// Test modules share helpers with `pub`; nothing here is a public API.
+#![allow(unreachable_pub)]
+
+mod harness;
+
+mod auth;
+mod binary;
+mod limits;
+mod outage;
+mod passthrough;
+mod shutdown;

@@ -1,0 +1,531 @@
+//! Command line and environment → a typed [`Config`].
+//!
+//! Flag and environment names follow rollup-boost's where it has them (`--l2-url` / `L2_URL`, ...),
+//! so an operator can swap the binaries without rewriting a deployment. Durations take units
+//! (`500ms`, `2s`, `1m`); a bare number is milliseconds, as rollup-boost reads it.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use http::Uri;
+use switchyard_layers::{JwtSecret, JwtSecretError, rpc_method::DEFAULT_BODY_LIMIT};
+
+/// A configuration error: which flag, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct ConfigError {
+    /// The flag (`--l2-jwt-path`).
+    pub flag: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(flag: &'static str, message: impl std::fmt::Display) -> Self {
+        Self {
+            flag,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// switchyard's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "OP Stack block-builder sidecar: a transparent Engine API proxy in front of op-geth that lets external builders produce blocks"
+)]
+pub struct Cli {
+    /// What to run; without one, the sidecar.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The sidecar's settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the configuration reference (every flag with its environment variable) as Markdown.
+    Flags,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The sidecar's flags.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// op-geth's authenticated Engine API URL.
+    #[arg(long, env = "L2_URL", default_value = "http://127.0.0.1:8551")]
+    pub l2_url: String,
+    /// File with op-geth's JWT secret (hex).
+    #[arg(long, env = "L2_JWT_PATH", conflicts_with = "l2_jwt_token")]
+    pub l2_jwt_path: Option<PathBuf>,
+    /// op-geth's JWT secret as hex (prefer --l2-jwt-path: arguments are visible to other users).
+    #[arg(long, env = "L2_JWT_TOKEN", hide_env_values = true)]
+    pub l2_jwt_token: Option<String>,
+    /// Timeout of one call to op-geth.
+    #[arg(long, env = "L2_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub l2_timeout: Duration,
+    /// File with the JWT secret op-node signs with; defaults to op-geth's, since op-node is
+    /// normally configured with op-geth's secret.
+    #[arg(long, env = "RPC_JWT_PATH", conflicts_with = "rpc_jwt_token")]
+    pub rpc_jwt_path: Option<PathBuf>,
+    /// The JWT secret op-node signs with, as hex.
+    #[arg(long, env = "RPC_JWT_TOKEN", hide_env_values = true)]
+    pub rpc_jwt_token: Option<String>,
+    /// A builder's authenticated Engine API URL; repeat for several builders.
+    #[arg(long = "builder-url", env = "BUILDER_URL", value_delimiter = ',')]
+    pub builder_urls: Vec<String>,
+    /// File with a builder's JWT secret, one per --builder-url, in the same order.
+    #[arg(
+        long = "builder-jwt-path",
+        env = "BUILDER_JWT_PATH",
+        value_delimiter = ','
+    )]
+    pub builder_jwt_paths: Vec<PathBuf>,
+    /// A builder's JWT secret as hex, one per --builder-url, in the same order.
+    #[arg(
+        long = "builder-jwt-token",
+        env = "BUILDER_JWT_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub builder_jwt_tokens: Vec<String>,
+    /// A builder's name for logs and metrics, one per --builder-url (default `builder`,
+    /// `builder-2`, ...).
+    #[arg(long = "builder-name", env = "BUILDER_NAME", value_delimiter = ',')]
+    pub builder_names: Vec<String>,
+    /// Timeout of one call to a builder.
+    #[arg(long, env = "BUILDER_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub builder_timeout: Duration,
+    /// Address to serve op-node on.
+    #[arg(long, env = "RPC_HOST", default_value = "127.0.0.1")]
+    pub rpc_host: std::net::IpAddr,
+    /// Port to serve op-node on (0 picks a free one).
+    #[arg(long, env = "RPC_PORT", default_value_t = 8081)]
+    pub rpc_port: u16,
+    /// Largest request body accepted, in bytes (suffixes KiB, MiB).
+    #[arg(long, env = "MAX_REQUEST_SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub max_request_size: usize,
+    /// Most client connections served at once; more wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// A `Duration` from `500ms`, `2s`, `1m`; a bare number is milliseconds.
+///
+/// # Errors
+///
+/// If the text is neither.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms or 2s)"))
+}
+
+/// A byte count from `1048576`, `512KiB`, `32MiB`.
+///
+/// # Errors
+///
+/// If the text is not a number with an optional KiB/MiB/GiB suffix.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("not a size: {text:?}"))
+}
+
+/// One upstream execution client.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Name in logs and metrics (`l2`, a builder's name).
+    pub name: String,
+    /// Its authenticated Engine API URL.
+    pub url: Uri,
+    /// Its JWT secret.
+    pub secret: JwtSecret,
+    /// Timeout of one call.
+    pub timeout: Duration,
+}
+
+/// Limits of the server op-node talks to.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Largest request body, in bytes.
+    pub max_request_size: usize,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Time to send request headers.
+    pub header_read_timeout: Duration,
+    /// Time to send a request body.
+    pub body_read_timeout: Duration,
+    /// Time in-flight requests get on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_request_size: DEFAULT_BODY_LIMIT,
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything switchyard needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where op-node connects.
+    pub rpc_addr: SocketAddr,
+    /// The secret op-node's tokens are checked against.
+    pub rpc_secret: JwtSecret,
+    /// op-geth.
+    pub l2: Upstream,
+    /// The builders, in the order given.
+    pub builders: Vec<Upstream>,
+    /// Server limits.
+    pub limits: ServerLimits,
+}
+
+impl Config {
+    /// A configuration with defaults: op-geth at `l2_url` with `l2_secret` (also op-node's), no
+    /// builder, serving on `127.0.0.1:0`.
+    pub fn new(l2_url: Uri, l2_secret: JwtSecret) -> Self {
+        Self {
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rpc_secret: l2_secret.clone(),
+            l2: Upstream {
+                name: "l2".into(),
+                url: l2_url,
+                secret: l2_secret,
+                timeout: Duration::from_secs(2),
+            },
+            builders: Vec::new(),
+            limits: ServerLimits::default(),
+        }
+    }
+
+    /// Validates the command line.
+    ///
+    /// # Errors
+    ///
+    /// The first bad flag, named.
+    pub fn from_args(args: &RunArgs) -> Result<Self, ConfigError> {
+        let l2_url = parse_url("--l2-url", &args.l2_url)?;
+        let l2_secret = secret(
+            "--l2-jwt-path",
+            "--l2-jwt-token",
+            args.l2_jwt_path.as_ref(),
+            args.l2_jwt_token.as_deref(),
+        )?
+        .ok_or_else(|| {
+            ConfigError::new(
+                "--l2-jwt-path",
+                "op-geth's JWT secret is required (or --l2-jwt-token)",
+            )
+        })?;
+        let rpc_secret = secret(
+            "--rpc-jwt-path",
+            "--rpc-jwt-token",
+            args.rpc_jwt_path.as_ref(),
+            args.rpc_jwt_token.as_deref(),
+        )?
+        .unwrap_or_else(|| l2_secret.clone());
+
+        let count = args.builder_urls.len();
+        if !args.builder_jwt_paths.is_empty() && !args.builder_jwt_tokens.is_empty() {
+            return Err(ConfigError::new(
+                "--builder-jwt-path",
+                "give builder secrets as paths or as tokens, not both",
+            ));
+        }
+        let secrets = args
+            .builder_jwt_paths
+            .len()
+            .max(args.builder_jwt_tokens.len());
+        if secrets != count {
+            return Err(ConfigError::new(
+                "--builder-jwt-path",
+                format!(
+                    "{count} --builder-url but {secrets} builder JWT secrets: give one per builder, in order"
+                ),
+            ));
+        }
+        if !args.builder_names.is_empty() && args.builder_names.len() != count {
+            return Err(ConfigError::new(
+                "--builder-name",
+                format!(
+                    "{count} --builder-url but {} names",
+                    args.builder_names.len()
+                ),
+            ));
+        }
+        let mut builders = Vec::with_capacity(count);
+        for (i, url) in args.builder_urls.iter().enumerate() {
+            let secret = match (
+                args.builder_jwt_paths.get(i),
+                args.builder_jwt_tokens.get(i),
+            ) {
+                (Some(path), _) => JwtSecret::from_file(path)
+                    .map_err(|e| ConfigError::new("--builder-jwt-path", e))?,
+                (None, Some(token)) => JwtSecret::from_hex(token)
+                    .map_err(|e| ConfigError::new("--builder-jwt-token", redact(e)))?,
+                (None, None) => unreachable!("counts checked above"),
+            };
+            let name = args
+                .builder_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| match i {
+                    0 => "builder".to_owned(),
+                    _ => format!("builder-{}", i + 1),
+                });
+            if !is_label(&name) || name == "l2" {
+                return Err(ConfigError::new(
+                    "--builder-name",
+                    format!("{name:?}: use letters, digits, '-' or '_', and not \"l2\""),
+                ));
+            }
+            if builders.iter().any(|b: &Upstream| b.name == name) {
+                return Err(ConfigError::new(
+                    "--builder-name",
+                    format!("{name:?} is used twice"),
+                ));
+            }
+            builders.push(Upstream {
+                name,
+                url: parse_url("--builder-url", url)?,
+                secret,
+                timeout: args.builder_timeout,
+            });
+        }
+
+        if args.max_connections == 0 {
+            return Err(ConfigError::new("--max-connections", "must be at least 1"));
+        }
+        Ok(Self {
+            rpc_addr: SocketAddr::new(args.rpc_host, args.rpc_port),
+            rpc_secret,
+            l2: Upstream {
+                name: "l2".into(),
+                url: l2_url,
+                secret: l2_secret,
+                timeout: args.l2_timeout,
+            },
+            builders,
+            limits: ServerLimits {
+                max_request_size: args.max_request_size,
+                max_connections: args.max_connections,
+                header_read_timeout: args.header_read_timeout,
+                body_read_timeout: args.body_read_timeout,
+                shutdown_timeout: args.shutdown_timeout,
+            },
+        })
+    }
+}
+
+fn secret(
+    path_flag: &'static str,
+    token_flag: &'static str,
+    path: Option<&PathBuf>,
+    token: Option<&str>,
+) -> Result<Option<JwtSecret>, ConfigError> {
+    match (path, token) {
+        (Some(path), _) => JwtSecret::from_file(path)
+            .map(Some)
+            .map_err(|e| ConfigError::new(path_flag, e)),
+        (None, Some(token)) => JwtSecret::from_hex(token)
+            .map(Some)
+            .map_err(|e| ConfigError::new(token_flag, redact(e))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Secret errors never include the secret; this keeps it that way if one ever did.
+fn redact(error: JwtSecretError) -> String {
+    error.to_string()
+}
+
+fn parse_url(flag: &'static str, text: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| ConfigError::new(flag, format!("{text:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") => Ok(uri),
+        Some("https") => Err(ConfigError::new(
+            flag,
+            format!("{text:?}: https upstreams are not supported yet; use http"),
+        )),
+        _ => Err(ConfigError::new(
+            flag,
+            format!("{text:?}: expected http://host:port"),
+        )),
+    }
+}
+
+fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let mut argv = vec![
+            "switchyard",
+            "--l2-jwt-token",
+            "0x0101010101010101010101010101010101010101010101010101010101010101",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|cli| cli.run)
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_numbers_are_milliseconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1000"), Ok(Duration::from_secs(1)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn op_node_secret_defaults_to_the_l2_secret() {
+        let config = Config::from_args(&args(&[]).expect("args")).expect("config");
+        let token = config.l2.secret.token_now().expect("token");
+        assert_eq!(
+            config
+                .rpc_secret
+                .validate(&token, switchyard_sim::unix_now() as u64),
+            Ok(())
+        );
+        assert!(config.builders.is_empty());
+    }
+
+    #[test]
+    fn builders_pair_with_their_secrets_and_names_in_order() {
+        let a = "0x0202020202020202020202020202020202020202020202020202020202020202";
+        let b = "0x0303030303030303030303030303030303030303030303030303030303030303";
+        let config = Config::from_args(
+            &args(&[
+                "--builder-url",
+                "http://10.0.0.1:8551",
+                "--builder-jwt-token",
+                a,
+                "--builder-url",
+                "http://10.0.0.2:8551",
+                "--builder-jwt-token",
+                b,
+            ])
+            .expect("args"),
+        )
+        .expect("config");
+        let names: Vec<_> = config.builders.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["builder", "builder-2"]);
+        assert_eq!(config.builders[1].url, "http://10.0.0.2:8551");
+    }
+
+    #[test]
+    fn bad_config_names_the_flag() {
+        let missing = Config::from_args(&Cli::try_parse_from(["switchyard"]).expect("args").run)
+            .expect_err("no secret");
+        assert_eq!(missing.flag, "--l2-jwt-path");
+        let unpaired = Config::from_args(&args(&["--builder-url", "http://b:1"]).expect("args"))
+            .expect_err("unpaired");
+        assert_eq!(unpaired.flag, "--builder-jwt-path");
+        let bad_url = Config::from_args(&args(&["--l2-url", "op-geth:8551"]).expect("args"))
+            .expect_err("url");
+        assert_eq!(bad_url.flag, "--l2-url");
+        let short = Cli::try_parse_from(["switchyard", "--l2-jwt-token", "0x12"]).expect("args");
+        let err = Config::from_args(&short.run).expect_err("short secret");
+        assert_eq!(err.flag, "--l2-jwt-token");
+        assert!(!err.to_string().contains("0x12"), "{err}");
+        assert!(args(&["--l2-timeout", "soon"]).is_err());
+    }
+}
+
+/// The configuration reference as a Markdown table, generated from the parser: every flag, its
+/// environment variable, its default and its help.
+pub fn flags_markdown() -> String {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut out = String::from("| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n");
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let default = arg
+            .get_default_values()
+            .iter()
+            .map(|v| format!("`{}`", v.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let help = arg
+            .get_help()
+            .map(|h| h.to_string().replace('|', "\\|"))
+            .unwrap_or_default();
+        out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! The real binary, started from the command line as an operator would.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use switchyard_sim::{EngineClient, Fault, Fork, random_secret, secret_hex};
+
+use crate::harness::{call, json, op_geth, spec};
+
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    /// Starts the binary and reads the address it listens on from its JSON log.
+    fn start(args: &[String]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchyard");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("switchyard exited before listening")
+                .expect("read");
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "listening" {
+                break event["addr"].as_str().expect("addr").to_owned();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_secret(dir: &std::path::Path, name: &str, secret: &[u8; 32]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("0x{}\n", secret_hex(secret))).expect("write secret");
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn binary_serves_from_cli_flags_and_drains_on_sigterm() {
+    let l2 = op_geth(spec(Fork::Isthmus)).await;
+    let dir = std::env::temp_dir().join(format!("switchyard-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let l2_jwt = write_secret(&dir, "l2.hex", &l2.secret());
+    let op_node_secret = random_secret();
+    let rpc_jwt = write_secret(&dir, "op-node.hex", &op_node_secret);
+    let args: Vec<String> = [
+        "--l2-url",
+        &l2.url(),
+        "--l2-jwt-path",
+        &l2_jwt,
+        "--l2-timeout",
+        "5s",
+        "--rpc-jwt-path",
+        &rpc_jwt,
+        "--rpc-host",
+        "127.0.0.1",
+        "--rpc-port",
+        "0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut daemon = Daemon::start(&args);
+    let client =
+        EngineClient::new(&format!("http://{}", daemon.addr), op_node_secret).expect("client");
+    let (status, answer) = client
+        .post_signed(call(1, "eth_chainId", serde_json::json!([])))
+        .await
+        .expect("call");
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(json(&answer)["result"], "0x385");
+
+    // SIGTERM with a request in flight: it completes, then the process exits cleanly.
+    l2.faults().add(Fault::Hang.on("net_version"));
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .post_signed(call(2, "net_version", serde_json::json!([])))
+                .await
+        })
+    };
+    l2.log().wait_for_count("net_version", 1).await;
+    daemon.signal("TERM");
+    l2.faults().clear();
+    l2.faults().release_hangs();
+    let (status, answer) = in_flight.await.expect("join").expect("completed");
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(json(&answer)["result"], "901");
+    let exit = tokio::task::spawn_blocking(move || daemon.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn bad_flags_fail_fast_with_one_line_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["--l2-jwt-token", "0x1234"], "--l2-jwt-token"),
+        (
+            vec!["--l2-jwt-path", "/nonexistent/jwt.hex"],
+            "--l2-jwt-path",
+        ),
+        (
+            vec!["--l2-timeout", "soon", "--l2-jwt-token", &"ab".repeat(32)],
+            "--l2-timeout",
+        ),
+        (
+            vec![
+                "--l2-url",
+                "localhost:8551",
+                "--l2-jwt-token",
+                &"ab".repeat(32),
+            ],
+            "--l2-url",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(&args)
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}

@@ -1,0 +1,57 @@
+//! Bad input gets a clear answer and never reaches op-geth.
+
+use http::StatusCode;
+use switchyard_layers::jsonrpc::code;
+use switchyard_sim::Fork;
+
+use crate::harness::{Switchyard, config_for, json, op_geth, spec};
+
+#[tokio::test]
+async fn oversized_body_is_413_and_not_forwarded() {
+    let l2 = op_geth(spec(Fork::Isthmus)).await;
+    let mut config = config_for(&l2);
+    config.limits.max_request_size = 4096;
+    let proxy = Switchyard::start(config).await;
+    let client = proxy.client(l2.secret());
+    let padding = "0".repeat(8192);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x{padding}"]}}"#
+    );
+    let (status, answer) = client.post_signed(body.into()).await.expect("post");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json(&answer)["error"]["code"], code::REQUEST_TOO_LARGE);
+    assert_eq!(l2.log().entries().len(), 0);
+    // The connection pool and the server are fine afterwards.
+    let (status, _) = client
+        .post_signed(r#"{"jsonrpc":"2.0","id":2,"method":"eth_chainId","params":[]}"#.into())
+        .await
+        .expect("post");
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_json_is_32700_and_invalid_requests_are_32600_with_their_id() {
+    let l2 = op_geth(spec(Fork::Isthmus)).await;
+    let proxy = Switchyard::start(config_for(&l2)).await;
+    let client = proxy.client(l2.secret());
+    for garbage in [r#"{"jsonrpc":"2.0","id":1,"method":"#, "\u{0}\u{1}", "[{]"] {
+        let (status, answer) = client
+            .post_signed(garbage.to_owned().into())
+            .await
+            .expect("post");
+        assert_eq!(status, StatusCode::OK);
+        let answer = json(&answer);
+        assert_eq!(answer["error"]["code"], code::PARSE_ERROR, "{garbage:?}");
+        assert_eq!(answer["id"], serde_json::Value::Null);
+    }
+    let (_, answer) = client
+        .post_signed(r#"{"jsonrpc":"2.0","id":"x","params":[]}"#.into())
+        .await
+        .expect("post");
+    let answer = json(&answer);
+    assert_eq!(answer["error"]["code"], code::INVALID_REQUEST);
+    assert_eq!(answer["id"], "x");
+    let (_, answer) = client.post_signed("[]".into()).await.expect("post");
+    assert_eq!(json(&answer)["error"]["code"], code::INVALID_REQUEST);
+    assert_eq!(l2.log().entries().len(), 0);
+}
