@@ -415,6 +415,36 @@ fn is_label(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The configuration reference as a Markdown table, generated from the parser: every flag, its
+/// environment variable, its default and its help.
+pub fn flags_markdown() -> String {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut out = String::from("| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n");
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let default = arg
+            .get_default_values()
+            .iter()
+            .map(|v| format!("`{}`", v.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let help = arg
+            .get_help()
+            .map(|h| h.to_string().replace('|', "\\|"))
+            .unwrap_or_default();
+        out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +512,37 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_flag_as_the_parser_does() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("<!-- flags:begin -->\n")
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- flags:end -->").next())
+            .unwrap_or_default();
+        assert_eq!(
+            table,
+            flags_markdown(),
+            "regenerate the README table with `switchyard flags`"
+        );
+    }
+
+    #[test]
+    fn ci_runs_exactly_the_readme_test_command() {
+        let readme = include_str!("../README.md");
+        let command = readme
+            .split("# Run the whole test suite:\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or_default();
+        assert!(command.starts_with("cargo test"), "{command}");
+        let ci = include_str!("../.ci/run");
+        assert!(
+            ci.lines().any(|line| line == command),
+            ".ci/run must run `{command}`"
+        );
+    }
+
+    #[test]
     fn bad_config_names_the_flag() {
         let missing = Config::from_args(&Cli::try_parse_from(["switchyard"]).expect("args").run)
             .expect_err("no secret");
@@ -498,34 +559,4 @@ mod tests {
         assert!(!err.to_string().contains("0x12"), "{err}");
         assert!(args(&["--l2-timeout", "soon"]).is_err());
     }
-}
-
-/// The configuration reference as a Markdown table, generated from the parser: every flag, its
-/// environment variable, its default and its help.
-pub fn flags_markdown() -> String {
-    use clap::CommandFactory;
-    let command = Cli::command();
-    let mut out = String::from("| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n");
-    for arg in command.get_arguments() {
-        let Some(long) = arg.get_long() else { continue };
-        if matches!(long, "help" | "version") {
-            continue;
-        }
-        let env = arg
-            .get_env()
-            .map(|e| format!("`{}`", e.to_string_lossy()))
-            .unwrap_or_default();
-        let default = arg
-            .get_default_values()
-            .iter()
-            .map(|v| format!("`{}`", v.to_string_lossy()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let help = arg
-            .get_help()
-            .map(|h| h.to_string().replace('|', "\\|"))
-            .unwrap_or_default();
-        out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
-    }
-    out
 }

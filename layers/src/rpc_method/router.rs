@@ -86,3 +86,52 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RpcMethodLayer, jsonrpc};
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower::{ServiceBuilder, service_fn};
+
+    fn answer(
+        text: &'static str,
+    ) -> impl Fn(Request<RpcBody>) -> std::future::Ready<Result<Response<RpcBody>, Infallible>> + Clone
+    {
+        move |req: Request<RpcBody>| {
+            let id = req
+                .extensions()
+                .get::<RpcCall>()
+                .map(|c| c.id().to_vec())
+                .unwrap_or_default();
+            let body = jsonrpc::result_response(&id, format!("\"{text}\"").as_bytes());
+            std::future::ready(Ok(Response::new(RpcBody::new(body))))
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_each_call_of_a_split_batch_and_falls_back_for_the_rest() {
+        let router = MethodRouter::new(service_fn(answer("fallback")))
+            .route("eth_chainId", service_fn(answer("chain")))
+            .route("eth_call", service_fn(answer("call")));
+        let svc = ServiceBuilder::new()
+            .layer(RpcMethodLayer::new().claim_all())
+            .service(router);
+        let body = br#"[{"id":1,"method":"eth_call"},{"id":2,"method":"admin_peers"},{"id":3,"method":"eth_chainId"}]"#;
+        let response = svc
+            .oneshot(Request::new(Full::new(Bytes::from_static(body))))
+            .await
+            .expect("infallible");
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        assert_eq!(
+            &bytes[..],
+            br#"[{"jsonrpc":"2.0","id":1,"result":"call"},{"jsonrpc":"2.0","id":2,"result":"fallback"},{"jsonrpc":"2.0","id":3,"result":"chain"}]"#
+        );
+    }
+}

@@ -30,8 +30,11 @@ struct Args {
     #[arg(long, default_value_t = 8551)]
     port: u16,
     /// JWT secret file (hex); created with a random secret if missing.
+    #[arg(long, required_unless_present = "jwt_secret")]
+    jwt_path: Option<std::path::PathBuf>,
+    /// JWT secret as hex, instead of a file.
     #[arg(long)]
-    jwt_path: std::path::PathBuf,
+    jwt_secret: Option<String>,
     /// op-geth, or a builder that adds transactions of its own.
     #[arg(long, value_enum, default_value = "op-geth")]
     profile: ProfileArg,
