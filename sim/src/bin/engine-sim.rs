@@ -61,18 +61,20 @@ fn fork(name: &str) -> anyhow::Result<Fork> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let args = Args::parse();
-    let secret = match std::fs::read_to_string(&args.jwt_path) {
-        Ok(text) => parse_secret(&text)
-            .with_context(|| format!("--jwt-path {}", args.jwt_path.display()))?,
-        Err(_) => {
-            let secret = switchyard_sim::random_secret();
-            std::fs::write(
-                &args.jwt_path,
-                format!("0x{}\n", switchyard_sim::secret_hex(&secret)),
-            )
-            .with_context(|| format!("--jwt-path {}: cannot write", args.jwt_path.display()))?;
-            secret
-        }
+    let secret = match (&args.jwt_secret, &args.jwt_path) {
+        (Some(hex), _) => parse_secret(hex).context("--jwt-secret")?,
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => {
+                parse_secret(&text).with_context(|| format!("--jwt-path {}", path.display()))?
+            }
+            Err(_) => {
+                let secret = switchyard_sim::random_secret();
+                std::fs::write(path, format!("0x{}\n", switchyard_sim::secret_hex(&secret)))
+                    .with_context(|| format!("--jwt-path {}: cannot write", path.display()))?;
+                secret
+            }
+        },
+        (None, None) => anyhow::bail!("--jwt-path or --jwt-secret is required"),
     };
     let spec = ChainSpec {
         chain_id: args.chain_id,
