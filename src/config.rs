@@ -8,7 +8,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::Uri;
-use switchyard_layers::{JwtSecret, JwtSecretError, rpc_method::DEFAULT_BODY_LIMIT};
+use switchyard_layers::{
+    JwtSecret, JwtSecretError,
+    builder::ExecutionMode,
+    payload_select::{DEFAULT_DEADLINE, SelectionPolicy},
+    rpc_method::DEFAULT_BODY_LIMIT,
+};
 
 /// A configuration error: which flag, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +114,60 @@ pub struct RunArgs {
     /// Timeout of one call to a builder.
     #[arg(long, env = "BUILDER_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub builder_timeout: Duration,
+    /// Overall deadline of one getPayload: past it, the best payload already validated wins, else
+    /// op-geth's.
+    #[arg(long, env = "PAYLOAD_DEADLINE", default_value = "500ms", value_parser = parse_duration)]
+    pub payload_deadline: Duration,
+    /// How a valid builder payload is chosen: most-gas (builder over op-geth, most gas among
+    /// builders), highest-value (most block value among builders), or gas-used (as most-gas, but
+    /// op-geth's block wins when the builder's uses under 10% of its gas).
+    #[arg(long, env = "SELECTION_POLICY", default_value = "most-gas", value_parser = parse_policy)]
+    pub selection_policy: SelectionPolicy,
+    /// enabled: builder payloads can win; dry-run: everything runs and is recorded but op-geth's
+    /// payload is returned; disabled: nothing engine-related goes to builders.
+    #[arg(long, env = "EXECUTION_MODE", default_value = "enabled", value_parser = parse_mode)]
+    pub execution_mode: ExecutionMode,
+    /// Largest builder getPayload answer accepted, in bytes of JSON (default: --max-request-size,
+    /// since op-node must be able to send the block back).
+    #[arg(long, env = "MAX_BUILDER_PAYLOAD_SIZE", value_parser = parse_size)]
+    pub max_builder_payload_size: Option<usize>,
+    /// How often each builder's head is compared with op-geth's.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+    /// How many blocks a builder's head may trail op-geth's and still get forkchoice updates
+    /// with attributes.
+    #[arg(long, env = "BUILDER_MAX_LAG", default_value_t = 1)]
+    pub builder_max_lag: u64,
+    /// Invalid payloads in a row after which a builder runs dry for the cool-down (0: never).
+    #[arg(long, env = "CIRCUIT_BREAKER_THRESHOLD", default_value_t = 3)]
+    pub circuit_breaker_threshold: u32,
+    /// How many blocks a tripped builder runs dry before it can win again.
+    #[arg(long, env = "CIRCUIT_BREAKER_COOLDOWN_BLOCKS", default_value_t = 30)]
+    pub circuit_breaker_cooldown_blocks: u32,
+    /// Engine calls (boost sync, forkchoice) that may wait for each builder; more are dropped
+    /// and counted.
+    #[arg(long, env = "BOOST_SYNC_QUEUE", default_value_t = 64)]
+    pub boost_sync_queue: usize,
+    /// Mirrored transactions that may wait for each builder.
+    #[arg(long, env = "TX_MIRROR_QUEUE", default_value_t = 4096)]
+    pub tx_mirror_queue: usize,
+    /// Address of the admin JSON-RPC endpoint (execution mode, builder status).
+    #[arg(long = "debug-host", env = "DEBUG_HOST", default_value = "127.0.0.1")]
+    pub admin_host: std::net::IpAddr,
+    /// Port of the admin endpoint (0 picks a free one).
+    #[arg(
+        long = "debug-server-port",
+        env = "DEBUG_SERVER_PORT",
+        default_value_t = 5555
+    )]
+    pub admin_port: u16,
+    /// File with the admin endpoint's own JWT secret; without it (or --admin-jwt-token) the
+    /// admin endpoint is off.
+    #[arg(long, env = "ADMIN_JWT_PATH", conflicts_with = "admin_jwt_token")]
+    pub admin_jwt_path: Option<PathBuf>,
+    /// The admin endpoint's JWT secret as hex.
+    #[arg(long, env = "ADMIN_JWT_TOKEN", hide_env_values = true)]
+    pub admin_jwt_token: Option<String>,
     /// Address to serve op-node on.
     #[arg(long, env = "RPC_HOST", default_value = "127.0.0.1")]
     pub rpc_host: std::net::IpAddr,
@@ -149,6 +208,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_millis(ms));
     }
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms or 2s)"))
+}
+
+fn parse_policy(text: &str) -> Result<SelectionPolicy, String> {
+    text.parse()
+        .map_err(|e: switchyard_layers::payload_select::UnknownPolicy| e.to_string())
+}
+
+fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
+    text.parse()
+        .map_err(|e: switchyard_layers::builder::UnknownMode| e.to_string())
 }
 
 /// A byte count from `1048576`, `512KiB`, `32MiB`.
@@ -216,8 +285,59 @@ impl Default for ServerLimits {
     }
 }
 
-/// Everything switchyard needs to run.
+/// How builders are used.
 #[derive(Clone, Debug)]
+pub struct BuilderPolicy {
+    /// Overall deadline of one getPayload.
+    pub payload_deadline: Duration,
+    /// Which valid payload wins.
+    pub selection: SelectionPolicy,
+    /// The execution mode at start.
+    pub mode: ExecutionMode,
+    /// Largest builder payload, in bytes of JSON.
+    pub max_payload_size: usize,
+    /// Head-comparison interval.
+    pub health_interval: Duration,
+    /// Blocks a builder may trail and still be synced.
+    pub max_lag: u64,
+    /// Invalid payloads in a row that trip the breaker (0: off).
+    pub breaker_threshold: u32,
+    /// Blocks a tripped builder runs dry.
+    pub breaker_cooldown: u32,
+    /// Engine lane capacity per builder.
+    pub engine_queue: usize,
+    /// Transaction lane capacity per builder.
+    pub transaction_queue: usize,
+}
+
+impl Default for BuilderPolicy {
+    fn default() -> Self {
+        Self {
+            payload_deadline: DEFAULT_DEADLINE,
+            selection: SelectionPolicy::default(),
+            mode: ExecutionMode::Enabled,
+            max_payload_size: DEFAULT_BODY_LIMIT,
+            health_interval: Duration::from_secs(2),
+            max_lag: 1,
+            breaker_threshold: 3,
+            breaker_cooldown: 30,
+            engine_queue: 64,
+            transaction_queue: 4096,
+        }
+    }
+}
+
+/// The admin endpoint.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its own JWT secret.
+    pub secret: JwtSecret,
+}
+
+/// Everything switchyard needs to run.
+#[derive(Clone)]
 pub struct Config {
     /// Where op-node connects.
     pub rpc_addr: SocketAddr,
@@ -229,6 +349,25 @@ pub struct Config {
     pub builders: Vec<Upstream>,
     /// Server limits.
     pub limits: ServerLimits,
+    /// How builders are used.
+    pub builder_policy: BuilderPolicy,
+    /// The admin endpoint, if enabled.
+    pub admin: Option<Admin>,
+    /// Told of every getPayload decision (besides the log and the metrics).
+    pub decision_sink: Option<switchyard_layers::payload_select::DecisionSink>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("rpc_addr", &self.rpc_addr)
+            .field("l2", &self.l2)
+            .field("builders", &self.builders)
+            .field("limits", &self.limits)
+            .field("builder_policy", &self.builder_policy)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -246,6 +385,9 @@ impl Config {
             },
             builders: Vec::new(),
             limits: ServerLimits::default(),
+            builder_policy: BuilderPolicy::default(),
+            admin: None,
+            decision_sink: None,
         }
     }
 
@@ -347,6 +489,34 @@ impl Config {
         if args.max_connections == 0 {
             return Err(ConfigError::new("--max-connections", "must be at least 1"));
         }
+        if args.payload_deadline.is_zero() {
+            return Err(ConfigError::new(
+                "--payload-deadline",
+                "must be more than zero",
+            ));
+        }
+        if args.health_check_interval.is_zero() {
+            return Err(ConfigError::new(
+                "--health-check-interval",
+                "must be more than zero",
+            ));
+        }
+        if args.boost_sync_queue == 0 || args.tx_mirror_queue == 0 {
+            return Err(ConfigError::new(
+                "--boost-sync-queue",
+                "queues need room for at least one call",
+            ));
+        }
+        let admin = secret(
+            "--admin-jwt-path",
+            "--admin-jwt-token",
+            args.admin_jwt_path.as_ref(),
+            args.admin_jwt_token.as_deref(),
+        )?
+        .map(|secret| Admin {
+            addr: SocketAddr::new(args.admin_host, args.admin_port),
+            secret,
+        });
         Ok(Self {
             rpc_addr: SocketAddr::new(args.rpc_host, args.rpc_port),
             rpc_secret,
@@ -364,6 +534,22 @@ impl Config {
                 body_read_timeout: args.body_read_timeout,
                 shutdown_timeout: args.shutdown_timeout,
             },
+            builder_policy: BuilderPolicy {
+                payload_deadline: args.payload_deadline,
+                selection: args.selection_policy,
+                mode: args.execution_mode,
+                max_payload_size: args
+                    .max_builder_payload_size
+                    .unwrap_or(args.max_request_size),
+                health_interval: args.health_check_interval,
+                max_lag: args.builder_max_lag,
+                breaker_threshold: args.circuit_breaker_threshold,
+                breaker_cooldown: args.circuit_breaker_cooldown_blocks,
+                engine_queue: args.boost_sync_queue,
+                transaction_queue: args.tx_mirror_queue,
+            },
+            admin,
+            decision_sink: None,
         })
     }
 }

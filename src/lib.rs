@@ -1,12 +1,13 @@
 //! switchyard: an OP Stack block-builder sidecar.
 //!
 //! It sits where op-node expects op-geth's authenticated Engine API, forwards every call to
-//! op-geth unchanged, and (with builders configured) lets an external block builder produce the
-//! blocks, falling back to op-geth's own block whenever the builder's is late, invalid or not the
+//! op-geth unchanged, and (with builders configured) lets external block builders produce the
+//! blocks, falling back to op-geth's own block whenever a builder's is late, invalid or not the
 //! block op-node asked for. The reusable parts are tower layers in `switchyard-layers`; this
-//! crate composes them ([`stack`]), serves them ([`server`]) and reads the command line
-//! ([`config`]).
+//! crate composes them ([`stack`]), serves them ([`server`]), offers an [`admin`] endpoint and
+//! reads the command line ([`config`]).
 
+pub mod admin;
 pub mod config;
 pub mod server;
 pub mod stack;
@@ -14,27 +15,89 @@ pub mod stack;
 use std::future::Future;
 
 pub use config::{Cli, Config};
-use tokio::net::TcpListener;
+use switchyard_layers::builder::poll_heads;
+use tokio::{net::TcpListener, sync::watch};
 
-/// Runs switchyard on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// The sockets switchyard serves on, bound before it starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where op-node connects.
+    pub rpc: TcpListener,
+    /// The admin endpoint, if enabled.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses in `config`.
+    ///
+    /// # Errors
+    ///
+    /// If an address cannot be bound.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let rpc = TcpListener::bind(config.rpc_addr).await?;
+        let admin = match &config.admin {
+            Some(admin) => Some(TcpListener::bind(admin.addr).await?),
+            None => None,
+        };
+        Ok(Self { rpc, admin })
+    }
+}
+
+/// Runs switchyard until `shutdown` resolves, then drains in-flight requests.
 ///
 /// # Errors
 ///
-/// If the listener's address cannot be read.
+/// If a listener's address cannot be read.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
+    let addr = listeners.rpc.local_addr()?;
+    let admin_addr = listeners
+        .admin
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let parts = stack::Parts::new(&config);
     tracing::info!(
         target: "switchyard",
         %addr,
+        admin = admin_addr.map(|a| a.to_string()),
         l2 = %config.l2.url,
         builders = config.builders.len(),
+        mode = %parts.mode.get(),
         "listening"
     );
-    let service = stack::stack(&config);
-    server::serve(listener, service, &config.limits, shutdown).await;
+    let (stopped, stop) = watch::channel(false);
+    let mut background = tokio::task::JoinSet::new();
+    if !parts.builders.is_empty() {
+        let policy = &config.builder_policy;
+        background.spawn(poll_heads(
+            stack::l2_client(&config),
+            parts.builders.clone(),
+            policy.health_interval,
+            policy.max_lag,
+        ));
+    }
+    if let (Some(listener), Some(admin)) = (listeners.admin, &config.admin) {
+        let control = admin::Control {
+            mode: parts.mode.clone(),
+            builders: parts.builders.clone(),
+        };
+        let service = admin::service(admin.secret.clone(), control);
+        let mut stop = stop.clone();
+        let limits = config::ServerLimits::default();
+        background.spawn(async move {
+            server::serve(listener, service, &limits, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        });
+    }
+    let service = stack::stack(&config, &parts);
+    server::serve(listeners.rpc, service, &config.limits, shutdown).await;
+    let _ = stopped.send(true);
+    background.abort_all();
     Ok(())
 }

@@ -43,10 +43,15 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.rpc_addr)
+        let listeners = switchyard::Listeners::bind(&config)
             .await
-            .with_context(|| format!("--rpc-port: cannot listen on {}", config.rpc_addr))?;
-        switchyard::run(listener, config, shutdown_signal())
+            .with_context(|| {
+                format!(
+                    "--rpc-port / --debug-server-port: cannot listen on {}",
+                    config.rpc_addr
+                )
+            })?;
+        switchyard::run(listeners, config, shutdown_signal())
             .await
             .context("serving")
     })

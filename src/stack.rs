@@ -1,33 +1,127 @@
 //! The one place the layers are composed, outermost first.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use switchyard_layers::{Forward, RequireJwtLayer, RpcMethodLayer, SignJwtLayer, body::RpcBody};
+use switchyard_layers::{
+    BoostSyncLayer, FcuMuxLayer, Forward, PayloadSelectLayer, RequireJwtLayer, RpcMethodLayer,
+    SignJwtLayer, TxMirrorLayer,
+    body::RpcBody,
+    builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
+    engine,
+    fcu_mux::PayloadJobs,
+};
 use tower::{Service, ServiceBuilder};
 
-use crate::config::Config;
+use crate::config::{Config, Upstream};
+
+/// Room for the JSON-RPC frame around a maximal payload in a builder's answer.
+const FRAME_SLACK: usize = 64 * 1024;
+
+/// State the layers share with the rest of the daemon (health poller, admin endpoint).
+#[derive(Clone, Debug)]
+pub struct Parts {
+    /// The builders, in configuration order.
+    pub builders: Vec<Arc<Builder>>,
+    /// The execution mode.
+    pub mode: ModeSwitch,
+    /// Payload jobs by op-geth's payload id.
+    pub jobs: Arc<PayloadJobs>,
+}
+
+impl Parts {
+    /// Creates the builders (starting their lane workers: call inside a tokio runtime).
+    pub fn new(config: &Config) -> Self {
+        let policy = &config.builder_policy;
+        let lanes = LaneConfig {
+            engine_capacity: policy.engine_queue,
+            transaction_capacity: policy.transaction_queue,
+        };
+        let builders = config
+            .builders
+            .iter()
+            .map(|upstream| {
+                let forward =
+                    forward(upstream).with_response_limit(policy.max_payload_size + FRAME_SLACK);
+                let client =
+                    BuilderClient::new(upstream.name.clone(), forward, upstream.secret.clone());
+                let breaker =
+                    CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown);
+                Builder::with_breaker(client, lanes, breaker)
+            })
+            .collect();
+        Self {
+            builders,
+            mode: ModeSwitch::new(policy.mode),
+            jobs: PayloadJobs::new(64),
+        }
+    }
+}
+
+/// The client of one upstream.
+pub fn forward(upstream: &Upstream) -> Forward {
+    Forward::new(upstream.name.clone(), upstream.url.clone()).with_timeout(upstream.timeout)
+}
+
+/// A client of op-geth for side calls (the health poller), signed with its secret.
+pub fn l2_client(config: &Config) -> BuilderClient {
+    BuilderClient::new("l2", forward(&config.l2), config.l2.secret.clone())
+}
 
 /// The service op-node talks to.
 pub fn stack(
     config: &Config,
+    parts: &Parts,
 ) -> impl Service<Request<Incoming>, Response = Response<RpcBody>, Error = Infallible, Future: Send>
 + Clone
 + Send
 + 'static {
-    let l2 =
-        Forward::new(config.l2.name.clone(), config.l2.url.clone()).with_timeout(config.l2.timeout);
+    let policy = &config.builder_policy;
+    let claimed = if parts.builders.is_empty() {
+        Vec::new()
+    } else {
+        engine::claimed_methods()
+    };
+    let mut select = PayloadSelectLayer::new(
+        parts.builders.clone(),
+        parts.jobs.clone(),
+        parts.mode.clone(),
+    )
+    .with_deadline(policy.payload_deadline)
+    .with_policy(policy.selection)
+    .with_max_payload_size(policy.max_payload_size);
+    if let Some(sink) = config.decision_sink.clone() {
+        select = select.on_decision(move |decision| sink(decision));
+    }
     ServiceBuilder::new()
         // First: an unauthenticated caller gets 401 before we read a byte of its body.
         .layer(RequireJwtLayer::new(config.rpc_secret.clone()))
-        // Parse once, under the body cap; every layer below reads the RpcCall extension.
+        // Parse once, under the body cap; every layer below reads the RpcCall. Batches holding an
+        // engine call are split so that each call meets the layer that handles it.
         .layer(
             RpcMethodLayer::new()
                 .with_limit(config.limits.max_request_size)
-                .with_body_timeout(config.limits.body_read_timeout),
+                .with_body_timeout(config.limits.body_read_timeout)
+                .claim(claimed),
         )
+        // Chain updates enter each builder's lane as they arrive, ahead of the next block's
+        // attributes, and never wait for an answer.
+        .layer(BoostSyncLayer::new(
+            parts.builders.clone(),
+            parts.mode.clone(),
+        ))
+        // Forkchoice updates with attributes: op-geth answers op-node; builders get the same call.
+        .layer(FcuMuxLayer::new(
+            parts.builders.clone(),
+            parts.jobs.clone(),
+            parts.mode.clone(),
+        ))
+        // getPayload. Sits below the relays: its own validation calls must reach op-geth only.
+        .layer(select)
+        // Transactions go to op-geth, and a copy to each synced builder.
+        .layer(TxMirrorLayer::new(parts.builders.clone()))
         // op-geth checks its own secret: sign last, just before the wire.
         .layer(SignJwtLayer::new(config.l2.secret.clone()))
-        .service(l2)
+        .service(forward(&config.l2))
 }

@@ -44,6 +44,27 @@ use tokio::time::Sleep;
 /// The body type every layer below the parse step works with: the whole message, in memory.
 pub type RpcBody = Full<Bytes>;
 
+/// Takes a buffered response apart: its head, and its body's bytes (no copy).
+pub fn into_bytes(response: http::Response<RpcBody>) -> (http::response::Parts, Bytes) {
+    use http_body_util::BodyExt;
+    let (parts, body) = response.into_parts();
+    // A `Full` body is one frame, available at once.
+    let bytes = futures_util::FutureExt::now_or_never(body.collect())
+        .and_then(Result::ok)
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    (parts, bytes)
+}
+
+/// The bytes of a buffered body, without consuming it (a cheap clone of its one frame).
+pub fn peek(body: &RpcBody) -> Bytes {
+    use http_body_util::BodyExt;
+    futures_util::FutureExt::now_or_never(body.clone().collect())
+        .and_then(Result::ok)
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default()
+}
+
 /// A boxed error, as bodies and services report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

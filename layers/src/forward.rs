@@ -89,7 +89,15 @@ pub enum ForwardError {
         /// The transport error.
         reason: String,
     },
-    /// The upstream's answer could not be read or was too large.
+    /// The upstream's answer was larger than the cap.
+    #[error("upstream {upstream} sent more than {limit} bytes")]
+    TooLarge {
+        /// The upstream's name.
+        upstream: Arc<str>,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The upstream's answer could not be read.
     #[error("upstream {upstream} sent a bad response: {reason}")]
     BadResponse {
         /// The upstream's name.
@@ -105,16 +113,17 @@ impl ForwardError {
         match self {
             Self::Timeout { .. } => code::UPSTREAM_TIMEOUT,
             Self::Unreachable { .. } => code::UPSTREAM_UNREACHABLE,
-            Self::BadResponse { .. } => code::UPSTREAM_BAD_RESPONSE,
+            Self::BadResponse { .. } | Self::TooLarge { .. } => code::UPSTREAM_BAD_RESPONSE,
         }
     }
 
-    /// A short, fixed label for metrics: `timeout`, `unreachable` or `bad_response`.
+    /// A short, fixed label for metrics: `timeout`, `unreachable`, `too_large` or `bad_response`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Timeout { .. } => "timeout",
             Self::Unreachable { .. } => "unreachable",
             Self::BadResponse { .. } => "bad_response",
+            Self::TooLarge { .. } => "too_large",
         }
     }
 }
@@ -359,6 +368,12 @@ impl Future for ResponseFuture {
                         strip_hop_by_hop(&mut parts.headers);
                         parts.headers.remove(header::CONTENT_LENGTH);
                         Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
+                    }
+                    Poll::Ready(Err(BodyError::TooLarge { limit })) => {
+                        Poll::Ready(Err(ForwardError::TooLarge {
+                            upstream: this.name.clone(),
+                            limit,
+                        }))
                     }
                     Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::BadResponse {
                         upstream: this.name.clone(),

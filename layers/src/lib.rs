@@ -29,13 +29,23 @@
 
 pub mod auth;
 pub mod body;
+pub mod boost_sync;
+pub mod builder;
+pub mod engine;
+pub mod fcu_mux;
 pub mod forward;
 pub mod jsonrpc;
+pub mod payload_select;
 pub mod rpc_method;
+pub mod tx_mirror;
 mod warn;
 
 pub use auth::{
     JwtError, JwtSecret, JwtSecretError, RequireJwt, RequireJwtLayer, SignJwt, SignJwtLayer,
 };
+pub use boost_sync::{BoostSync, BoostSyncLayer};
+pub use fcu_mux::{FcuMux, FcuMuxLayer};
 pub use forward::{Forward, ForwardError};
+pub use payload_select::{PayloadSelect, PayloadSelectLayer};
 pub use rpc_method::{MethodRouter, RpcMethod, RpcMethodLayer};
+pub use tx_mirror::{TxMirror, TxMirrorLayer};

@@ -46,7 +46,11 @@ impl Switchyard {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            switchyard::run(listener, config, async {
+            let listeners = switchyard::Listeners {
+                rpc: listener,
+                admin: None,
+            };
+            switchyard::run(listeners, config, async {
                 let _ = stopped.await;
             })
             .await

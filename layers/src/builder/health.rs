@@ -1,0 +1,182 @@
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::{Builder, BuilderClient, BuilderError, metrics};
+use crate::engine::EngineMethod;
+
+/// What is known of a builder's sync state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HealthState {
+    /// At the tip: it gets forkchoice updates with attributes.
+    Synced,
+    /// It answered `SYNCING` (or `ACCEPTED`).
+    Syncing,
+    /// Its head is this many blocks behind op-geth's.
+    Behind(u64),
+    /// It could not be reached or did not answer in time.
+    Unreachable,
+    /// It answered with errors or called op-node's blocks invalid.
+    Failing,
+}
+
+impl HealthState {
+    /// A short, fixed label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Synced => "synced",
+            Self::Syncing => "syncing",
+            Self::Behind(_) => "behind",
+            Self::Unreachable => "unreachable",
+            Self::Failing => "failing",
+        }
+    }
+
+    fn pack(self) -> u64 {
+        match self {
+            Self::Synced => 0,
+            Self::Syncing => 1,
+            Self::Behind(n) => 2 | (n.min(u64::MAX >> 8) << 8),
+            Self::Unreachable => 3,
+            Self::Failing => 4,
+        }
+    }
+
+    fn unpack(bits: u64) -> Self {
+        match bits & 0xff {
+            0 => Self::Synced,
+            1 => Self::Syncing,
+            2 => Self::Behind(bits >> 8),
+            3 => Self::Unreachable,
+            _ => Self::Failing,
+        }
+    }
+}
+
+/// A builder's health, updated from its answers and from [`poll_heads`].
+/// See the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct BuilderHealth {
+    name: Arc<str>,
+    // Starts synced: a builder that is not finds out on its first forkchoice update, while a
+    // pessimistic start would cost every fresh start its first blocks.
+    state: Arc<AtomicU64>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Updated {
+    payload_status: Status,
+}
+
+impl BuilderHealth {
+    pub(super) fn new(name: Arc<str>) -> Self {
+        metrics::synced(&name, HealthState::Synced);
+        Self {
+            name,
+            state: Arc::new(AtomicU64::new(HealthState::Synced.pack())),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> HealthState {
+        HealthState::unpack(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether the builder may get forkchoice updates with attributes.
+    pub fn is_synced(&self) -> bool {
+        self.state() == HealthState::Synced
+    }
+
+    /// Records a new state.
+    pub fn set(&self, state: HealthState) {
+        let previous = HealthState::unpack(self.state.swap(state.pack(), Ordering::Relaxed));
+        if previous.label() != state.label() {
+            tracing::info!(target: "switchyard::builder", builder = %self.name, from = previous.label(), to = state.label(), "builder health changed");
+        }
+        metrics::synced(&self.name, state);
+    }
+
+    /// Learns from the builder's answer to an engine call.
+    pub(crate) fn observe(&self, method: &str, result: &Result<Bytes, BuilderError>) {
+        let status = match (EngineMethod::parse(method), result) {
+            (_, Err(BuilderError::Transport(_))) => return self.set(HealthState::Unreachable),
+            (Some(_), Err(_)) => return self.set(HealthState::Failing),
+            (Some(EngineMethod::NewPayload(_)), Ok(body)) => {
+                serde_json::from_slice::<Status>(body).map(|s| s.status)
+            }
+            (Some(EngineMethod::ForkchoiceUpdated(_)), Ok(body)) => {
+                serde_json::from_slice::<Updated>(body).map(|u| u.payload_status.status)
+            }
+            _ => return,
+        };
+        self.set(match status.as_deref() {
+            Ok("VALID") => HealthState::Synced,
+            Ok("SYNCING" | "ACCEPTED") => HealthState::Syncing,
+            _ => HealthState::Failing,
+        });
+    }
+}
+
+fn block_number(result: &Bytes) -> Option<u64> {
+    let text: String = serde_json::from_slice(result).ok()?;
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).ok()
+}
+
+/// Every `interval`, compares each builder's head (`eth_blockNumber`) with op-geth's: one more
+/// than `max_lag` blocks behind is [`HealthState::Behind`], no answer
+/// [`HealthState::Unreachable`], otherwise [`HealthState::Synced`]. Runs until dropped.
+pub async fn poll_heads(
+    l2: BuilderClient,
+    builders: Vec<Arc<Builder>>,
+    interval: Duration,
+    max_lag: u64,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(l2_head) = l2
+            .call("eth_blockNumber", b"[]")
+            .await
+            .ok()
+            .as_ref()
+            .and_then(block_number)
+        else {
+            // Without op-geth's head there is nothing to compare against.
+            continue;
+        };
+        for builder in &builders {
+            let state = match builder.client().call("eth_blockNumber", b"[]").await {
+                Err(BuilderError::Transport(_)) => HealthState::Unreachable,
+                Err(_) => HealthState::Failing,
+                Ok(result) => match block_number(&result) {
+                    None => HealthState::Failing,
+                    Some(head) => {
+                        let lag = l2_head.saturating_sub(head);
+                        metrics::head_lag(builder.name(), lag);
+                        if lag > max_lag {
+                            HealthState::Behind(lag)
+                        } else {
+                            HealthState::Synced
+                        }
+                    }
+                },
+            };
+            builder.health().set(state);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Block builders: a client each, ordered lanes, health, a circuit breaker, and the execution
+//! mode that governs them all.
+//!
+//! # Behaviour
+//!
+//! A [`Builder`] is one external block builder, shared by every builder layer:
+//!
+//! - [`BuilderClient`] calls it over the [`Forward`](crate::Forward) + [`SignJwt`](crate::SignJwt)
+//!   stack of its own (its URL, timeout and JWT secret), and turns every failure into a typed
+//!   [`BuilderError`].
+//! - Its *engine lane* is a bounded queue served by one worker, in order: boost-sync messages
+//!   (`engine_newPayload`, forkchoice updates) and forkchoice updates with attributes travel
+//!   through it, so the builder always sees block N before the attributes of block N+1. Its
+//!   *transaction lane* carries mirrored transactions, so a flood of those never delays the
+//!   engine traffic. A full lane drops the message and counts the drop; nobody waits on a lane.
+//! - [`BuilderHealth`] says whether it is synced: from what it answers in its engine lane, and
+//!   from [`poll_heads`], which compares its head with op-geth's.
+//! - [`CircuitBreaker`]: after `threshold` invalid payloads in a row it opens, and the builder
+//!   runs dry (its payloads are fetched and checked but never chosen) for `cooldown` blocks.
+//!
+//! [`ModeSwitch`] holds the [`ExecutionMode`] every layer reads on each request, so an operator
+//! can switch it at run time.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use switchyard_layers::{Forward, JwtSecret, builder::{Builder, BuilderClient, LaneConfig}};
+//!
+//! let secret = JwtSecret::from_bytes([7; 32]);
+//! let forward = Forward::new("builder", "http://10.0.0.2:8551".parse().unwrap())
+//!     .with_timeout(Duration::from_millis(500));
+//! let builder = Builder::new(BuilderClient::new("builder", forward, secret), LaneConfig::default());
+//! let result = builder.client().call("eth_blockNumber", b"[]").await;
+//! # }
+//! ```
+
+mod breaker;
+mod client;
+mod health;
+mod lane;
+pub(crate) mod metrics;
+mod mode;
+
+pub use breaker::CircuitBreaker;
+pub use client::{BuilderClient, BuilderError};
+pub use health::{BuilderHealth, HealthState, poll_heads};
+pub use lane::{LaneConfig, LaneError, Reply};
+pub use metrics::describe;
+pub use mode::{ExecutionMode, ModeSwitch, UnknownMode};
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lane::Lane;
+
+/// One external block builder. See the [module docs](self).
+#[derive(Debug)]
+pub struct Builder {
+    client: BuilderClient,
+    engine: Lane,
+    transactions: Lane,
+    health: BuilderHealth,
+    breaker: CircuitBreaker,
+}
+
+impl Builder {
+    /// A builder reached through `client`, with lanes sized by `lanes`; starts the lane workers
+    /// (call from within a tokio runtime).
+    pub fn new(client: BuilderClient, lanes: LaneConfig) -> Arc<Self> {
+        Self::with_breaker(client, lanes, CircuitBreaker::disabled())
+    }
+
+    /// As [`Builder::new`], with a circuit breaker.
+    pub fn with_breaker(
+        client: BuilderClient,
+        lanes: LaneConfig,
+        breaker: CircuitBreaker,
+    ) -> Arc<Self> {
+        let health = BuilderHealth::new(client.name().clone());
+        Arc::new(Self {
+            engine: Lane::spawn(
+                client.clone(),
+                "engine",
+                lanes.engine_capacity,
+                Some(health.clone()),
+            ),
+            transactions: Lane::spawn(
+                client.clone(),
+                "transactions",
+                lanes.transaction_capacity,
+                None,
+            ),
+            client,
+            health,
+            breaker,
+        })
+    }
+
+    /// The builder's name.
+    pub fn name(&self) -> &Arc<str> {
+        self.client.name()
+    }
+
+    /// The builder's client, for direct calls.
+    pub fn client(&self) -> &BuilderClient {
+        &self.client
+    }
+
+    /// Its health.
+    pub fn health(&self) -> &BuilderHealth {
+        &self.health
+    }
+
+    /// Its circuit breaker.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Queues an engine call (boost sync, forkchoice) behind the ones already queued.
+    ///
+    /// # Errors
+    ///
+    /// [`LaneError::Full`] if the lane is full (the call is dropped and counted).
+    pub fn send_engine(&self, method: &str, params: Bytes, reply: Reply) -> Result<(), LaneError> {
+        self.engine.send(method, params, reply)
+    }
+
+    /// Queues a mirrored transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`LaneError::Full`] if the lane is full (the transaction is dropped and counted).
+    pub fn send_transaction(&self, method: &str, params: Bytes) -> Result<(), LaneError> {
+        self.transactions.send(method, params, Reply::None)
+    }
+
+    /// Calls waiting in the engine lane and the transaction lane.
+    pub fn queue_depths(&self) -> (usize, usize) {
+        (self.engine.depth(), self.transactions.depth())
+    }
+}

@@ -1,0 +1,154 @@
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use alloy_primitives::B256;
+use alloy_rpc_types_engine::PayloadId;
+use op_alloy_rpc_types_engine::OpPayloadAttributes;
+use tokio::sync::watch;
+
+use crate::builder::Builder;
+
+/// One builder's answer to a forkchoice update with attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuilderFcu {
+    /// Not answered yet.
+    Pending,
+    /// Building, under this (the builder's own) payload id.
+    Building(PayloadId),
+    /// Not building, and why (a fixed label such as `unsynced`, `fcu_syncing`, `timeout`).
+    Failed(&'static str),
+}
+
+/// A builder's part in a payload job.
+#[derive(Clone, Debug)]
+pub struct BuilderJob {
+    /// The builder.
+    pub builder: Arc<Builder>,
+    /// Its forkchoice answer, as it arrives.
+    pub fcu: watch::Receiver<BuilderFcu>,
+}
+
+impl BuilderJob {
+    /// A builder that was not asked, and why.
+    pub fn skipped(builder: Arc<Builder>, reason: &'static str) -> Self {
+        Self {
+            builder,
+            fcu: watch::channel(BuilderFcu::Failed(reason)).1,
+        }
+    }
+}
+
+/// What op-node asked to be built, under op-geth's payload id.
+#[derive(Debug)]
+pub struct PayloadJob {
+    /// The forkchoice method version op-node used.
+    pub fcu_version: u8,
+    /// The parent: the forkchoice head.
+    pub parent: B256,
+    /// The attributes.
+    pub attributes: OpPayloadAttributes,
+    /// Each builder's part, in configuration order.
+    pub builders: Vec<BuilderJob>,
+}
+
+/// Payload jobs by op-geth's payload id, bounded. See the [module docs](super).
+#[derive(Debug)]
+pub struct PayloadJobs {
+    jobs: Mutex<VecDeque<(PayloadId, Arc<PayloadJob>)>>,
+    capacity: usize,
+}
+
+/// Jobs whose timestamp is this far behind the newest are gone: op-node never asks for them.
+const HORIZON_SECS: u64 = 60;
+
+impl PayloadJobs {
+    /// Keeps at most `capacity` jobs.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            jobs: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(PayloadId, Arc<PayloadJob>)>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Files a job (replacing one under the same id) and evicts old ones.
+    pub fn insert(&self, id: PayloadId, job: PayloadJob) {
+        let newest = job.attributes.payload_attributes.timestamp;
+        let mut jobs = self.lock();
+        jobs.retain(|(existing, old)| {
+            *existing != id && old.attributes.payload_attributes.timestamp + HORIZON_SECS >= newest
+        });
+        while jobs.len() >= self.capacity {
+            jobs.pop_front();
+        }
+        jobs.push_back((id, Arc::new(job)));
+    }
+
+    /// The job filed under op-geth's `id`.
+    pub fn get(&self, id: &PayloadId) -> Option<Arc<PayloadJob>> {
+        self.lock()
+            .iter()
+            .rev()
+            .find(|(existing, _)| existing == id)
+            .map(|(_, job)| job.clone())
+    }
+
+    /// How many jobs are filed.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no job is filed.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(timestamp: u64) -> PayloadJob {
+        let mut attributes = OpPayloadAttributes::default();
+        attributes.payload_attributes.timestamp = timestamp;
+        PayloadJob {
+            fcu_version: 3,
+            parent: B256::ZERO,
+            attributes,
+            builders: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bounded_and_evicted_as_the_chain_moves_on() {
+        let jobs = PayloadJobs::new(3);
+        for i in 0..5u8 {
+            jobs.insert(PayloadId::new([i; 8]), job(1_000 + u64::from(i)));
+        }
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.get(&PayloadId::new([0; 8])).is_none());
+        assert!(jobs.get(&PayloadId::new([4; 8])).is_some());
+        jobs.insert(PayloadId::new([9; 8]), job(1_000 + HORIZON_SECS + 10));
+        assert_eq!(jobs.len(), 1, "a minute later the old ones are gone");
+    }
+
+    #[test]
+    fn the_same_id_replaces_its_job() {
+        let jobs = PayloadJobs::new(8);
+        jobs.insert(PayloadId::new([1; 8]), job(5));
+        jobs.insert(PayloadId::new([1; 8]), job(6));
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            jobs.get(&PayloadId::new([1; 8]))
+                .map(|j| j.attributes.payload_attributes.timestamp),
+            Some(6)
+        );
+    }
+}

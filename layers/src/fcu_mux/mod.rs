@@ -1,0 +1,40 @@
+//! Forkchoice updates with attributes go to op-geth and, at the same moment, to every synced
+//! builder.
+//!
+//! # Behaviour
+//!
+//! [`FcuMux`] claims `engine_forkchoiceUpdatedV*` calls that carry payload attributes with
+//! `noTxPool` unset or false. It queues the same params (byte for byte) on each synced builder's
+//! engine lane, so the builder gets them right after the boost-sync messages before them, and
+//! calls op-geth. **op-node gets op-geth's answer as soon as op-geth answers**: no builder is
+//! ever awaited on this path.
+//!
+//! When op-geth's answer carries a payload id, a [`PayloadJob`] is filed under that id in the
+//! shared [`PayloadJobs`]: the attributes asked for, the parent, and for each builder a handle
+//! on its own forkchoice answer (its payload id, which differs from op-geth's whenever the
+//! builder derives ids differently, or why it has none). [`PayloadSelect`](crate::PayloadSelect)
+//! reads it on `engine_getPayload`. Jobs are evicted as the chain moves on: beyond a fixed
+//! count, or once their timestamp is a minute behind the newest.
+//!
+//! Passed through untouched: forkchoice updates without attributes (boost sync handles those),
+//! `noTxPool` ones (op-geth alone must build those: derivation and forced-inclusion blocks), and
+//! everything while the [mode](crate::builder::ExecutionMode) is `disabled`. A builder that is
+//! not synced, or whose lane is full, is skipped and its job entry says why.
+//!
+//! # Example
+//!
+//! ```
+//! use switchyard_layers::{FcuMuxLayer, builder::ModeSwitch, fcu_mux::PayloadJobs};
+//!
+//! let jobs = PayloadJobs::new(64);
+//! let layer = FcuMuxLayer::new(Vec::new(), jobs.clone(), ModeSwitch::default());
+//! # let _ = layer;
+//! ```
+
+mod jobs;
+mod layer;
+mod service;
+
+pub use jobs::{BuilderFcu, BuilderJob, PayloadJob, PayloadJobs};
+pub use layer::FcuMuxLayer;
+pub use service::{FcuMux, ResponseFuture};

@@ -1,0 +1,197 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadStatusEnum};
+use bytes::Bytes;
+use http::{Request, Response};
+use op_alloy_rpc_types_engine::OpPayloadAttributes;
+use pin_project_lite::pin_project;
+use tokio::sync::watch;
+use tower::Service;
+
+use super::{BuilderFcu, BuilderJob, FcuMuxLayer, PayloadJob, PayloadJobs};
+use crate::{
+    body::{self, RpcBody},
+    builder::{BuilderError, ExecutionMode, LaneError, Reply},
+    engine::{self, EngineMethod},
+    jsonrpc::{RpcCall, RpcResponse},
+};
+
+/// Service that sends forkchoice updates with attributes to op-geth and builders alike.
+/// See the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct FcuMux<S> {
+    pub(super) inner: S,
+    pub(super) layer: FcuMuxLayer,
+}
+
+impl<S> FcuMux<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// What to file once op-geth has answered with its payload id.
+struct Pending {
+    jobs: Arc<PayloadJobs>,
+    fcu_version: u8,
+    parent: alloy_primitives::B256,
+    attributes: OpPayloadAttributes,
+    builders: Vec<BuilderJob>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("builders", &self.builders.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
+    let body = match result {
+        Ok(body) => body,
+        Err(error) => return BuilderFcu::Failed(error.label()),
+    };
+    match serde_json::from_slice::<ForkchoiceUpdated>(&body) {
+        Ok(ForkchoiceUpdated {
+            payload_status,
+            payload_id: Some(id),
+        }) if payload_status.status == PayloadStatusEnum::Valid => BuilderFcu::Building(id),
+        Ok(updated) => BuilderFcu::Failed(match updated.payload_status.status {
+            PayloadStatusEnum::Syncing | PayloadStatusEnum::Accepted => "fcu_syncing",
+            PayloadStatusEnum::Invalid { .. } => "fcu_invalid",
+            PayloadStatusEnum::Valid => "fcu_no_payload_id",
+        }),
+        Err(_) => BuilderFcu::Failed("malformed"),
+    }
+}
+
+impl<S> FcuMux<S> {
+    /// Queues the call on every synced builder; `None` when this call is not ours.
+    fn fan_out(&self, call: &RpcCall) -> Option<Pending> {
+        if self.layer.builders.is_empty() {
+            return None;
+        }
+        let Some(EngineMethod::ForkchoiceUpdated(version)) = EngineMethod::parse(call.method())
+        else {
+            return None;
+        };
+        if self.layer.mode.get() == ExecutionMode::Disabled {
+            return None;
+        }
+        let params = call.params_bytes()?;
+        let (state, raw_attributes) = engine::forkchoice_params(params).ok()?;
+        let raw_attributes = raw_attributes.filter(|raw| !engine::no_tx_pool(raw))?;
+        // Attributes op-geth will refuse anyway are not worth a builder's time.
+        let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes.get()).ok()?;
+        let builders = self
+            .layer
+            .builders
+            .iter()
+            .map(|builder| {
+                if !builder.health().is_synced() {
+                    return BuilderJob::skipped(builder.clone(), "unsynced");
+                }
+                let (answer, fcu) = watch::channel(BuilderFcu::Pending);
+                let reply = Reply::Callback(Box::new(move |result| {
+                    let _ = answer.send(builder_answer(result));
+                }));
+                match builder.send_engine(call.method(), params.clone(), reply) {
+                    Ok(()) => BuilderJob {
+                        builder: builder.clone(),
+                        fcu,
+                    },
+                    Err(LaneError::Full) => BuilderJob::skipped(builder.clone(), "queue_full"),
+                    Err(LaneError::Closed) => BuilderJob::skipped(builder.clone(), "queue_closed"),
+                }
+            })
+            .collect();
+        Some(Pending {
+            jobs: self.layer.jobs.clone(),
+            fcu_version: version,
+            parent: state.head_block_hash,
+            attributes,
+            builders,
+        })
+    }
+}
+
+impl<S> Service<Request<RpcBody>> for FcuMux<S>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>>,
+{
+    type Response = Response<RpcBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
+        let pending = req
+            .extensions()
+            .get::<RpcCall>()
+            .and_then(|call| self.fan_out(call));
+        ResponseFuture {
+            future: self.inner.call(req),
+            pending,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`FcuMux`]: op-geth's answer, unchanged, filing the job on the way.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        future: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RpcBody>, E>>,
+{
+    type Output = Result<Response<RpcBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.future.poll(cx))?;
+        let Some(pending) = this.pending.take() else {
+            return Poll::Ready(Ok(response));
+        };
+        let (parts, bytes) = body::into_bytes(response);
+        let id = RpcResponse::from_slice(&bytes)
+            .ok()
+            .and_then(|answer| answer.result)
+            .and_then(|result| serde_json::from_str::<ForkchoiceUpdated>(result.get()).ok())
+            .and_then(|updated| updated.payload_id);
+        if let Some(id) = id {
+            pending.jobs.insert(
+                id,
+                PayloadJob {
+                    fcu_version: pending.fcu_version,
+                    parent: pending.parent,
+                    attributes: pending.attributes,
+                    builders: pending.builders,
+                },
+            );
+        }
+        Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
+    }
+}

@@ -1,0 +1,102 @@
+use std::{sync::Arc, time::Duration};
+
+use tower::Layer;
+
+use super::{Decision, DecisionSink, PayloadPolicy, PayloadSelect, SelectionPolicy};
+use crate::{
+    builder::{Builder, ModeSwitch},
+    fcu_mux::PayloadJobs,
+    rpc_method::DEFAULT_BODY_LIMIT,
+};
+
+/// Default deadline of one getPayload: 500 ms.
+///
+/// op-node seals a block 50 ms before its slot and the Engine API gives getPayload a 1 s
+/// timeout; a decision within half of that never trips op-node's retry path, and delays a
+/// block by at most a quarter of a 2 s slot. A builder needs one round trip and op-geth one
+/// execution of the block in that time.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Layer that answers getPayload with the best valid payload. See the [module docs](super).
+#[derive(Clone)]
+pub struct PayloadSelectLayer {
+    pub(super) ctx: Arc<Ctx>,
+}
+
+#[derive(Clone)]
+pub(super) struct Ctx {
+    pub(super) builders: Arc<[Arc<Builder>]>,
+    pub(super) jobs: Arc<PayloadJobs>,
+    pub(super) mode: ModeSwitch,
+    pub(super) deadline: Duration,
+    pub(super) policy: Arc<dyn PayloadPolicy>,
+    pub(super) max_payload_size: usize,
+    pub(super) sinks: Vec<DecisionSink>,
+}
+
+impl std::fmt::Debug for PayloadSelectLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadSelectLayer")
+            .field("builders", &self.ctx.builders.len())
+            .field("deadline", &self.ctx.deadline)
+            .field("max_payload_size", &self.ctx.max_payload_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PayloadSelectLayer {
+    /// Selects among `builders`' payloads for the jobs in `jobs`, obeying `mode`, with the
+    /// default deadline, [`SelectionPolicy::MostGas`] and a 32 MiB payload cap.
+    pub fn new(builders: Vec<Arc<Builder>>, jobs: Arc<PayloadJobs>, mode: ModeSwitch) -> Self {
+        Self {
+            ctx: Arc::new(Ctx {
+                builders: builders.into(),
+                jobs,
+                mode,
+                deadline: DEFAULT_DEADLINE,
+                policy: Arc::new(SelectionPolicy::default()),
+                max_payload_size: DEFAULT_BODY_LIMIT,
+                sinks: Vec::new(),
+            }),
+        }
+    }
+
+    fn ctx_mut(&mut self) -> &mut Ctx {
+        Arc::make_mut(&mut self.ctx)
+    }
+
+    /// Sets the deadline of one getPayload.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.ctx_mut().deadline = deadline;
+        self
+    }
+
+    /// Sets the policy.
+    pub fn with_policy(mut self, policy: impl PayloadPolicy) -> Self {
+        self.ctx_mut().policy = Arc::new(policy);
+        self
+    }
+
+    /// Sets the largest builder getPayload answer accepted, in bytes of JSON.
+    pub fn with_max_payload_size(mut self, bytes: usize) -> Self {
+        self.ctx_mut().max_payload_size = bytes;
+        self
+    }
+
+    /// Tells `sink` of every decision.
+    pub fn on_decision(mut self, sink: impl Fn(&Decision) + Send + Sync + 'static) -> Self {
+        self.ctx_mut().sinks.push(Arc::new(sink));
+        self
+    }
+}
+
+impl<S> Layer<S> for PayloadSelectLayer {
+    type Service = PayloadSelect<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PayloadSelect {
+            inner,
+            ctx: self.ctx.clone(),
+        }
+    }
+}

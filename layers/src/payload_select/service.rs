@@ -1,0 +1,546 @@
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use alloy_primitives::U256;
+use alloy_rpc_types_engine::{PayloadId, PayloadStatus, PayloadStatusEnum};
+use bytes::Bytes;
+use futures_util::{
+    StreamExt,
+    future::{BoxFuture, Either},
+    stream::FuturesUnordered,
+};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use serde::Deserialize;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use super::{
+    BuilderOutcome, Decision, Source, Stages, Summary,
+    check::check_payload,
+    layer::Ctx,
+    metrics,
+    policy::{Choice, PayloadPolicy, SelectionPolicy},
+};
+use crate::{
+    body::{self, RpcBody},
+    builder::{ExecutionMode, metrics as builder_metrics},
+    engine::{self, EngineMethod, Envelope},
+    fcu_mux::{BuilderFcu, BuilderJob, PayloadJob},
+    forward,
+    jsonrpc::{self, RpcCall, RpcResponse},
+};
+
+/// Service that answers getPayload with the best valid payload. See the [module docs](super).
+#[derive(Clone)]
+pub struct PayloadSelect<S> {
+    pub(super) inner: S,
+    pub(super) ctx: Arc<Ctx>,
+}
+
+impl<S> std::fmt::Debug for PayloadSelect<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadSelect")
+            .field("builders", &self.ctx.builders.len())
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxedResponse<E> = BoxFuture<'static, Result<Response<RpcBody>, E>>;
+
+impl<S> Service<Request<RpcBody>> for PayloadSelect<S>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<RpcBody>;
+    type Error = S::Error;
+    type Future = Either<BoxedResponse<S::Error>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
+        let target = req.extensions().get::<RpcCall>().and_then(|call| {
+            match EngineMethod::parse(call.method()) {
+                Some(EngineMethod::GetPayload(version)) => {
+                    let id = engine::get_payload_id(call.params().unwrap_or_default()).ok()?;
+                    Some((call.clone(), version, id))
+                }
+                _ => None,
+            }
+        });
+        let Some((call, version, id)) = target else {
+            return Either::Right(self.inner.call(req));
+        };
+        if self.ctx.builders.is_empty() || self.ctx.mode.get() == ExecutionMode::Disabled {
+            return Either::Right(self.inner.call(req));
+        }
+        // The ready service answers op-node's call; clones validate builder payloads.
+        let clone = self.inner.clone();
+        let local = std::mem::replace(&mut self.inner, clone);
+        let validator = self.inner.clone();
+        Either::Left(Box::pin(select(
+            local,
+            validator,
+            req,
+            call,
+            version,
+            id,
+            self.ctx.clone(),
+        )))
+    }
+}
+
+/// A builder payload that passed every check and op-geth's validation.
+struct Candidate {
+    envelope: Envelope,
+    summary: Summary,
+}
+
+/// The end of one builder's path.
+struct Chain {
+    stages: Stages,
+    result: Result<Candidate, &'static str>,
+    gas_used: Option<u64>,
+    block_value: Option<U256>,
+}
+
+impl Chain {
+    fn lost(stages: Stages, reason: &'static str) -> Self {
+        Self {
+            stages,
+            result: Err(reason),
+            gas_used: None,
+            block_value: None,
+        }
+    }
+}
+
+async fn select<S>(
+    mut local: S,
+    validator: S,
+    req: Request<RpcBody>,
+    call: RpcCall,
+    version: u8,
+    id: PayloadId,
+    ctx: Arc<Ctx>,
+) -> Result<Response<RpcBody>, S::Error>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    let started = Instant::now();
+    let mode = ctx.mode.get();
+    let job = ctx.jobs.get(&id);
+    let local_answer = local.call(req);
+    tokio::pin!(local_answer);
+    let deadline = tokio::time::sleep(ctx.deadline);
+    tokio::pin!(deadline);
+
+    let builder_jobs: Vec<BuilderJob> =
+        job.as_ref().map(|j| j.builders.clone()).unwrap_or_default();
+    let mut chains: FuturesUnordered<_> = builder_jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, builder_job)| {
+            let job = job.clone()?;
+            let chain = run_chain(
+                builder_job.clone(),
+                version,
+                job,
+                validator.clone(),
+                ctx.clone(),
+            );
+            Some(async move { (i, chain.await) })
+        })
+        .collect();
+    let mut chain_results: Vec<Option<Chain>> = builder_jobs.iter().map(|_| None).collect();
+    let mut local_result = None;
+    let mut local_latency = None;
+    let mut expired = false;
+    loop {
+        if local_result.is_some() && (chains.is_empty() || expired) {
+            break;
+        }
+        tokio::select! {
+            // Builder results are polled first: on a tie with the deadline, they count.
+            biased;
+            Some((i, chain)) = chains.next(), if !expired && !chains.is_empty() => chain_results[i] = Some(chain),
+            answer = &mut local_answer, if local_result.is_none() => {
+                local_latency = Some(started.elapsed());
+                local_result = Some(answer);
+            }
+            () = &mut deadline, if !expired => expired = true,
+        }
+    }
+    drop(chains);
+
+    let local_result = match local_result {
+        Some(result) => result,
+        None => unreachable!("the loop ends only once op-geth has answered"),
+    };
+    let local_failed = match &local_result {
+        Ok(response) => answer_failed(response),
+        Err(_) => true,
+    };
+
+    let mut outcomes: Vec<BuilderOutcome> = Vec::with_capacity(builder_jobs.len());
+    let mut candidates: Vec<(usize, Candidate)> = Vec::new();
+    for (i, (builder_job, chain)) in builder_jobs.iter().zip(chain_results).enumerate() {
+        let chain = chain.unwrap_or_else(|| Chain::lost(Stages::default(), "deadline"));
+        let mut lost = None;
+        match chain.result {
+            Ok(candidate) if builder_job.builder.breaker().is_open() => {
+                lost = Some("circuit_open");
+                drop(candidate);
+            }
+            Ok(candidate) => candidates.push((i, candidate)),
+            Err(reason) => lost = Some(reason),
+        }
+        outcomes.push(BuilderOutcome {
+            builder: builder_job.builder.name().clone(),
+            lost,
+            stages: chain.stages,
+            gas_used: chain.gas_used,
+            block_value: chain.block_value,
+        });
+    }
+
+    // op-geth's payload, summarised only when there is something to compare it with.
+    let local_summary = match (&local_result, candidates.is_empty()) {
+        (Ok(response), false) if !local_failed => LocalSummary::read(response),
+        _ => None,
+    };
+    if let Some(local) = &local_summary {
+        candidates.retain(|(i, candidate)| {
+            let same_number = candidate.envelope.payload().block_number == local.number;
+            if !same_number {
+                outcomes[*i].lost = Some("number");
+            }
+            same_number
+        });
+    }
+
+    let summaries: Vec<Summary> = candidates.iter().map(|(_, c)| c.summary.clone()).collect();
+    let policy_choice = if summaries.is_empty() {
+        Choice::Local
+    } else {
+        ctx.policy
+            .choose(local_summary.as_ref().map(|l| &l.summary), &summaries)
+    };
+    let choice = match (policy_choice, mode, local_failed) {
+        // Liveness first: an error costs op-node a block; a validated payload does not.
+        (_, _, true) if !summaries.is_empty() => match policy_choice {
+            Choice::Builder(i) => Choice::Builder(i),
+            Choice::Local => SelectionPolicy::MostGas.choose(None, &summaries),
+        },
+        (_, ExecutionMode::DryRun, _) => Choice::Local,
+        (choice, _, _) => choice,
+    };
+    for (position, (i, _)) in candidates.iter().enumerate() {
+        if choice != Choice::Builder(position) {
+            let reason =
+                if mode == ExecutionMode::DryRun && policy_choice == Choice::Builder(position) {
+                    "dry_run"
+                } else {
+                    "policy"
+                };
+            outcomes[*i].lost = Some(reason);
+        }
+    }
+
+    let block_number = local_summary.as_ref().map(|l| l.number).or_else(|| {
+        candidates
+            .first()
+            .map(|(_, c)| c.envelope.payload().block_number)
+    });
+    let (source, local_lost, response) = match choice {
+        Choice::Builder(position) => {
+            let (_, candidate) = candidates.swap_remove(position);
+            let source = Source::Builder(candidate.summary.source.clone());
+            let lost = if local_failed { "error" } else { "policy" };
+            (
+                source,
+                Some(lost),
+                Ok(builder_response(&call, &candidate.envelope)),
+            )
+        }
+        Choice::Local => {
+            let source = if local_failed {
+                Source::None
+            } else {
+                Source::Local
+            };
+            (source, local_failed.then_some("error"), local_result)
+        }
+    };
+    let total = started.elapsed();
+    let decision = Decision {
+        payload_id: id,
+        version,
+        block_number,
+        mode,
+        source,
+        local_lost,
+        local_latency: if local_failed { None } else { local_latency },
+        builders: outcomes,
+        total,
+        headroom: ctx.deadline.saturating_sub(total),
+    };
+    tell(&ctx, &decision);
+    response
+}
+
+/// Whether op-geth's getPayload answer is a failure rather than a payload.
+fn answer_failed(response: &Response<RpcBody>) -> bool {
+    if forward::forward_error(response).is_some() || response.status() != StatusCode::OK {
+        return true;
+    }
+    use http_body::Body;
+    // Error answers are small; a payload is large. Only small answers need a look.
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n < 64 * 1024);
+    if !small {
+        return false;
+    }
+    let bytes = body::peek(response.body());
+    !RpcResponse::from_slice(&bytes)
+        .is_ok_and(|answer| answer.result.is_some() && answer.error.is_none())
+}
+
+/// What the policy needs of op-geth's payload, read without decoding its transactions.
+struct LocalSummary {
+    number: u64,
+    summary: Summary,
+}
+
+impl LocalSummary {
+    fn read(response: &Response<RpcBody>) -> Option<Self> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Payload {
+            #[serde(with = "alloy_serde_quantity")]
+            block_number: u64,
+            #[serde(with = "alloy_serde_quantity")]
+            gas_used: u64,
+            transactions: Vec<serde::de::IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Envelope {
+            execution_payload: Payload,
+            #[serde(default)]
+            block_value: U256,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            result: Envelope,
+        }
+        let bytes = body::peek(response.body());
+        let answer: Answer = serde_json::from_slice(&bytes).ok()?;
+        let payload = answer.result.execution_payload;
+        Some(Self {
+            number: payload.block_number,
+            summary: Summary {
+                source: Arc::from("l2"),
+                gas_used: payload.gas_used,
+                block_value: answer.result.block_value,
+                transactions: payload.transactions.len(),
+            },
+        })
+    }
+}
+
+mod alloy_serde_quantity {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(serde::de::Error::custom)
+    }
+}
+
+fn builder_response(call: &RpcCall, envelope: &Envelope) -> Response<RpcBody> {
+    let body = jsonrpc::result_response(call.id(), &envelope.to_json());
+    let mut response = Response::new(RpcBody::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// One builder's path: its payload id, its payload, the checks, op-geth's validation.
+async fn run_chain<S>(
+    builder_job: BuilderJob,
+    version: u8,
+    job: Arc<PayloadJob>,
+    validator: S,
+    ctx: Arc<Ctx>,
+) -> Chain
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = builder_job.builder.clone();
+    let mut stages = Stages::default();
+    let started = Instant::now();
+    let mut fcu = builder_job.fcu.clone();
+    let answer = fcu
+        .wait_for(|state| *state != BuilderFcu::Pending)
+        .await
+        .map(|state| state.clone());
+    stages.fcu_wait = Some(started.elapsed());
+    let builder_id = match answer {
+        Ok(BuilderFcu::Building(id)) => id,
+        Ok(BuilderFcu::Failed(reason)) => return Chain::lost(stages, reason),
+        Ok(BuilderFcu::Pending) | Err(_) => return Chain::lost(stages, "fcu_lost"),
+    };
+
+    let step = Instant::now();
+    let params = serde_json::to_vec(&[builder_id]).unwrap_or_default();
+    let raw = builder
+        .client()
+        .call(&EngineMethod::GetPayload(version).name(), &params)
+        .await;
+    stages.get_payload = Some(step.elapsed());
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(error) => return Chain::lost(stages, error.label()),
+    };
+
+    let step = Instant::now();
+    let checked = check(&raw, version, &job, ctx.max_payload_size);
+    stages.checks = Some(step.elapsed());
+    let envelope = match checked {
+        Ok(envelope) => envelope,
+        Err(reason) => {
+            invalid(&builder, reason);
+            return Chain::lost(stages, reason);
+        }
+    };
+    let gas_used = Some(envelope.payload().gas_used);
+    let block_value = Some(envelope.block_value());
+
+    let step = Instant::now();
+    let validation = validate(validator, &envelope).await;
+    stages.new_payload = Some(step.elapsed());
+    let mut chain = match validation {
+        Ok(()) => {
+            builder.breaker().record_valid();
+            let summary = Summary {
+                source: builder.name().clone(),
+                gas_used: envelope.payload().gas_used,
+                block_value: envelope.block_value(),
+                transactions: envelope.payload().transactions.len(),
+            };
+            Chain {
+                stages,
+                result: Ok(Candidate { envelope, summary }),
+                gas_used,
+                block_value,
+            }
+        }
+        Err(reason) => {
+            if reason == "invalid" {
+                invalid(&builder, reason);
+            }
+            Chain::lost(stages, reason)
+        }
+    };
+    chain.gas_used = gas_used;
+    chain.block_value = block_value;
+    chain
+}
+
+fn check(
+    raw: &Bytes,
+    version: u8,
+    job: &PayloadJob,
+    max_size: usize,
+) -> Result<Envelope, &'static str> {
+    if raw.len() > max_size {
+        return Err("too_large");
+    }
+    let envelope = Envelope::parse(version, raw).map_err(|_| "malformed")?;
+    check_payload(&envelope, job).map_err(|failure| failure.label())?;
+    Ok(envelope)
+}
+
+fn invalid(builder: &crate::builder::Builder, reason: &'static str) {
+    if builder.breaker().record_invalid() {
+        builder_metrics::circuit(builder.name(), true);
+        tracing::warn!(target: "switchyard::payload", builder = %builder.name(), reason, "circuit breaker opened: the builder runs dry");
+    }
+}
+
+/// `engine_newPayload` of the re-encoded payload on op-geth; `Ok` only for `VALID`.
+async fn validate<S>(validator: S, envelope: &Envelope) -> Result<(), &'static str>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>>,
+{
+    let (version, params) = envelope.new_payload_params();
+    let call = RpcCall::new(
+        &EngineMethod::NewPayload(version).name(),
+        b"\"switchyard\"",
+        &params,
+    );
+    let mut request = Request::new(RpcBody::new(call.bytes().clone()));
+    *request.method_mut() = http::Method::POST;
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    request.extensions_mut().insert(call);
+    let Ok(response) = validator.oneshot(request).await else {
+        return Err("validation_error");
+    };
+    if forward::forward_error(&response).is_some() || response.status() != StatusCode::OK {
+        return Err("validation_error");
+    }
+    let (_, bytes) = body::into_bytes(response);
+    let status = RpcResponse::from_slice(&bytes)
+        .ok()
+        .and_then(|answer| answer.result)
+        .and_then(|result| serde_json::from_str::<PayloadStatus>(result.get()).ok());
+    match status.map(|s| s.status) {
+        Some(PayloadStatusEnum::Valid) => Ok(()),
+        Some(PayloadStatusEnum::Invalid { .. }) => Err("invalid"),
+        Some(PayloadStatusEnum::Syncing) => Err("syncing"),
+        Some(PayloadStatusEnum::Accepted) => Err("accepted"),
+        None => Err("validation_error"),
+    }
+}
+
+fn tell(ctx: &Ctx, decision: &Decision) {
+    for builder in ctx.builders.iter() {
+        if builder.breaker().tick() {
+            builder_metrics::circuit(builder.name(), false);
+            tracing::info!(target: "switchyard::payload", builder = %builder.name(), "circuit breaker closed");
+        }
+    }
+    tracing::info!(
+        target: "switchyard::payload",
+        block = decision.block_number,
+        source = decision.source.label(),
+        builder = decision.winner().unwrap_or("-"),
+        mode = decision.mode.as_str(),
+        outcomes = %decision.outcomes(),
+        total_ms = decision.total.as_secs_f64() * 1e3,
+        headroom_ms = decision.headroom.as_secs_f64() * 1e3,
+        local_ms = decision.local_latency.map(|d| d.as_secs_f64() * 1e3),
+        "payload chosen"
+    );
+    metrics::record(decision);
+    for sink in &ctx.sinks {
+        sink(decision);
+    }
+}
