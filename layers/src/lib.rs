@@ -4,18 +4,16 @@
 //! any tower-based server. switchyard stacks them like this (outermost first):
 //!
 //! ```text
-//!            op-node ──HTTP──▶ ┌───────────────────────────────────────────────┐
-//!                              │ RequireJwt      401 unless op-node's JWT       │
-//!                              │ ┌───────────────────────────────────────────┐ │
-//!                              │ │ RpcMethod     parse once → RpcCall         │ │
-//!                              │ │ ┌───────────────────────────────────────┐ │ │
-//!                              │ │ │ SignJwt      op-geth's own secret      │ │ │
-//!                              │ │ │ ┌───────────────────────────────────┐ │ │ │
-//!                              │ │ │ │ Forward    pooled client → op-geth │ │ │ │
-//!                              │ │ │ └───────────────────────────────────┘ │ │ │
-//!                              │ │ └───────────────────────────────────────┘ │ │
-//!                              │ └───────────────────────────────────────────┘ │
-//!                              └───────────────────────────────────────────────┘
+//!  op-node ──▶ RequireJwt        401 unless op-node's JWT; nothing read before that
+//!               └▶ RpcMethod     parse once → RpcCall in the extensions (batches split if claimed)
+//!                   └▶ BoostSync         newPayload, FCU without attributes → every builder's lane
+//!                       └▶ FcuMux        FCU with attributes → op-geth, and each synced builder's lane
+//!                           └▶ PayloadSelect   getPayload: builder payloads checked + validated
+//!                               └▶ TxMirror        transactions → op-geth, copies → builders
+//!                                   └▶ SignJwt         op-geth's own secret
+//!                                       └▶ Forward         pooled client → op-geth
+//!
+//!  builder lanes (one ordered worker each) ──▶ BuilderClient = SignJwt(builder secret) + Forward
 //! ```
 //!
 //! Below [`RpcMethod`] every request carries its parsed [`jsonrpc::RpcCall`] (or

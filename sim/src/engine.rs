@@ -433,7 +433,9 @@ impl Engine {
         let extras: Vec<Bytes> = match self.profile {
             Profile::OpGeth => Vec::new(),
             Profile::Builder { extra_txs } => (0..extra_txs as u64)
-                .map(|i| tx::transfer(self.spec.chain_id, 0xb0b0 + i, parent.header.number + 1, 64))
+                .map(|i| {
+                    tx::builder_tx(self.spec.chain_id, &self.name, parent.header.number + 1, i)
+                })
                 .collect(),
         };
         let pool = lock(&self.mempool);

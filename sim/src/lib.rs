@@ -224,6 +224,11 @@ impl EngineSim {
         format!("http://{}", self.addr)
     }
 
+    /// The name given in its configuration.
+    pub fn log_name(&self) -> String {
+        self.shared.engine.name.clone()
+    }
+
     /// The JWT secret.
     pub fn secret(&self) -> [u8; 32] {
         self.shared.secret

@@ -18,6 +18,8 @@ pub struct LogEntry {
     pub method: String,
     /// The raw `params` JSON text (empty if absent).
     pub params: Bytes,
+    /// The raw `id` JSON text (`null` if absent).
+    pub id: String,
     /// When the request arrived (after its body was read, before any fault or processing).
     pub at: Instant,
 }

@@ -112,9 +112,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     };
     for call in &calls.items {
         if let Some((method, params)) = &call.parsed {
+            let id = call
+                .id
+                .as_ref()
+                .map_or_else(|| "null".to_owned(), |id| id.get().to_owned());
             shared.log.push(LogEntry {
                 method: method.clone(),
                 params: params.clone(),
+                id,
                 at: arrived,
             });
         }

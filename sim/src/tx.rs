@@ -76,6 +76,17 @@ pub fn transfer(chain_id: u64, sender: u64, nonce: u64, data_len: usize) -> Byte
     Signed::new_unhashed(tx, signature).encoded_2718().into()
 }
 
+/// The `index`-th transaction a builder named `builder` adds to block `number`: a transfer from an
+/// account of its own, so anyone can tell whose block it is.
+pub fn builder_tx(chain_id: u64, builder: &str, number: u64, index: u64) -> Bytes {
+    let account = u64::from_be_bytes(
+        keccak256(builder.as_bytes())[..8]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    transfer(chain_id, account.wrapping_add(index), number, 64)
+}
+
 /// The hash a transaction is known by: keccak-256 of its EIP-2718 encoding.
 pub fn hash(tx: &[u8]) -> B256 {
     keccak256(tx)

@@ -36,6 +36,7 @@ pub fn config_for(l2: &EngineSim) -> Config {
 /// A switchyard running in this process.
 pub struct Switchyard {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -44,11 +45,18 @@ impl Switchyard {
     pub async fn start(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let admin_listener = match config.admin {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind admin")),
+            None => None,
+        };
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("admin addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = switchyard::Listeners {
                 rpc: listener,
-                admin: None,
+                admin: admin_listener,
             };
             switchyard::run(listeners, config, async {
                 let _ = stopped.await;
@@ -58,6 +66,7 @@ impl Switchyard {
         });
         Self {
             addr,
+            admin,
             stop: Some(stop),
             task: Some(task),
         }
@@ -112,4 +121,120 @@ pub fn call(id: u64, method: &str, params: serde_json::Value) -> Bytes {
 pub fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+/// op-geth, builders and switchyard on one simulated chain, with an op-node driving it.
+pub struct Net {
+    pub spec: ChainSpec,
+    pub geth: EngineSim,
+    pub builders: Vec<EngineSim>,
+    pub proxy: Switchyard,
+    pub seq: switchyard_sim::Sequencer,
+    decisions: std::sync::Arc<std::sync::Mutex<Vec<switchyard_layers::payload_select::Decision>>>,
+}
+
+impl Net {
+    /// A chain with builders named `names` (each adding two transactions of its own),
+    /// switchyard configured by `tweak`.
+    pub async fn start(spec: ChainSpec, names: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
+        let builders: Vec<(&str, usize)> = names.iter().map(|name| (*name, 2)).collect();
+        Self::start_with(spec, &builders, tweak).await
+    }
+
+    /// A chain with builders `(name, transactions of its own per block)`.
+    pub async fn start_with(
+        spec: ChainSpec,
+        builders_spec: &[(&str, usize)],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let names: Vec<&str> = builders_spec.iter().map(|(name, _)| *name).collect();
+        let names = &names[..];
+        let network = switchyard_sim::Network::new();
+        let geth = EngineSim::spawn(SimConfig::op_geth(spec.clone()).with_network(network.clone()))
+            .await
+            .expect("op-geth");
+        let mut builders = Vec::new();
+        for (name, extra_txs) in builders_spec {
+            let mut config = SimConfig::builder(spec.clone())
+                .named(*name)
+                .with_network(network.clone());
+            config.profile = switchyard_sim::Profile::Builder {
+                extra_txs: *extra_txs,
+            };
+            builders.push(EngineSim::spawn(config).await.expect("builder"));
+        }
+        let mut config = config_for(&geth);
+        config.builders = builders
+            .iter()
+            .zip(names)
+            .map(|(sim, name)| switchyard::config::Upstream {
+                name: (*name).to_owned(),
+                url: sim.url().parse().expect("url"),
+                secret: secret_of(sim),
+                timeout: Duration::from_secs(5),
+            })
+            .collect();
+        // Long enough that only the faults under test decide; wire tests never wait on it.
+        config.builder_policy.payload_deadline = Duration::from_secs(2);
+        let decisions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = decisions.clone();
+        config.decision_sink = Some(std::sync::Arc::new(
+            move |d: &switchyard_layers::payload_select::Decision| {
+                sink.lock().expect("decisions").push(d.clone());
+            },
+        ));
+        tweak(&mut config);
+        let proxy = Switchyard::start(config).await;
+        let seq_config = switchyard_sim::SequencerConfig::new(spec.clone());
+        let seq = switchyard_sim::Sequencer::connect(&proxy.url(), geth.secret(), seq_config)
+            .await
+            .expect("op-node");
+        Self {
+            spec,
+            geth,
+            builders,
+            proxy,
+            seq,
+            decisions,
+        }
+    }
+
+    /// Every decision so far.
+    pub fn decisions(&self) -> Vec<switchyard_layers::payload_select::Decision> {
+        self.decisions.lock().expect("decisions").clone()
+    }
+
+    /// The latest decision.
+    pub fn last(&self) -> switchyard_layers::payload_select::Decision {
+        self.decisions().pop().expect("a decision")
+    }
+
+    /// One block through switchyard; the op-node stand-in checks it honours its attributes.
+    pub async fn step(&mut self) -> switchyard_sim::BlockReport {
+        self.seq.step().await.expect("block")
+    }
+
+    /// Whether op-geth's canonical block `number` is the one builder `name` built.
+    pub fn built_by(&self, number: u64, name: &str) -> bool {
+        let block = self.geth_block(number);
+        let mark = switchyard_sim::tx::builder_tx(self.spec.chain_id, name, number, 0);
+        block.transactions.contains(&mark)
+    }
+
+    /// Whether op-geth's canonical block `number` holds no builder's transaction.
+    pub fn built_locally(&self, number: u64) -> bool {
+        let names: Vec<String> = self.builders.iter().map(|b| b.log_name()).collect();
+        names.iter().all(|name| !self.built_by(number, name))
+    }
+
+    fn geth_block(&self, number: u64) -> std::sync::Arc<switchyard_sim::Block> {
+        let mut block = self.geth.head();
+        while block.header.number > number {
+            block = self
+                .geth
+                .block(&block.header.parent_hash)
+                .expect("ancestor");
+        }
+        block
+    }
 }

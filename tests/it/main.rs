@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod binary;
+mod builders;
 mod limits;
 mod outage;
 mod passthrough;
