@@ -168,6 +168,19 @@ pub struct RunArgs {
     /// The admin endpoint's JWT secret as hex.
     #[arg(long, env = "ADMIN_JWT_TOKEN", hide_env_values = true)]
     pub admin_jwt_token: Option<String>,
+    /// Serve Prometheus metrics (and the health endpoints) on --metrics-host:--metrics-port;
+    /// `--metrics false` turns them off.
+    #[arg(long, env = "METRICS", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub metrics: bool,
+    /// Address of the metrics endpoint.
+    #[arg(long, env = "METRICS_HOST", default_value = "127.0.0.1")]
+    pub metrics_host: std::net::IpAddr,
+    /// Port of the metrics endpoint (0 picks a free one).
+    #[arg(long, env = "METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
+    /// op-geth's head older than this makes /healthz answer 503.
+    #[arg(long, env = "MAX_UNSAFE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub max_unsafe_interval: Duration,
     /// Address to serve op-node on.
     #[arg(long, env = "RPC_HOST", default_value = "127.0.0.1")]
     pub rpc_host: std::net::IpAddr,
@@ -353,6 +366,10 @@ pub struct Config {
     pub builder_policy: BuilderPolicy,
     /// The admin endpoint, if enabled.
     pub admin: Option<Admin>,
+    /// The metrics and health endpoint, if enabled.
+    pub metrics: Option<SocketAddr>,
+    /// op-geth's head older than this is stale (503).
+    pub max_unsafe_interval: Duration,
     /// Told of every getPayload decision (besides the log and the metrics).
     pub decision_sink: Option<switchyard_layers::payload_select::DecisionSink>,
 }
@@ -387,6 +404,8 @@ impl Config {
             limits: ServerLimits::default(),
             builder_policy: BuilderPolicy::default(),
             admin: None,
+            metrics: None,
+            max_unsafe_interval: Duration::from_secs(10),
             decision_sink: None,
         }
     }
@@ -549,6 +568,10 @@ impl Config {
                 transaction_queue: args.tx_mirror_queue,
             },
             admin,
+            metrics: args
+                .metrics
+                .then(|| SocketAddr::new(args.metrics_host, args.metrics_port)),
+            max_unsafe_interval: args.max_unsafe_interval,
             decision_sink: None,
         })
     }

@@ -9,14 +9,18 @@
 
 pub mod admin;
 pub mod config;
+pub mod health;
+pub mod metrics;
 pub mod server;
 pub mod stack;
 
-use std::future::Future;
+use std::{convert::Infallible, future::Future, sync::Arc};
 
 pub use config::{Cli, Config};
-use switchyard_layers::builder::poll_heads;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use switchyard_layers::{HealthLayer, body::RpcBody, builder::poll_heads};
 use tokio::{net::TcpListener, sync::watch};
+use tower::{ServiceBuilder, service_fn};
 
 /// The sockets switchyard serves on, bound before it starts.
 #[derive(Debug)]
@@ -25,6 +29,8 @@ pub struct Listeners {
     pub rpc: TcpListener,
     /// The admin endpoint, if enabled.
     pub admin: Option<TcpListener>,
+    /// The metrics and health endpoint, if enabled.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -39,7 +45,15 @@ impl Listeners {
             Some(admin) => Some(TcpListener::bind(admin.addr).await?),
             None => None,
         };
-        Ok(Self { rpc, admin })
+        let metrics = match config.metrics {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            rpc,
+            admin,
+            metrics,
+        })
     }
 }
 
@@ -71,6 +85,35 @@ pub async fn run(
     );
     let (stopped, stop) = watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
+    let monitor = Arc::new(health::L2Monitor::default());
+    background.spawn(health::watch_l2(
+        stack::l2_client(&config),
+        monitor.clone(),
+        config.builder_policy.health_interval,
+        config.max_unsafe_interval,
+    ));
+    let probe = {
+        let parts = parts.clone();
+        move || health::report(&monitor, &parts)
+    };
+    if let Some(listener) = listeners.metrics {
+        let handle = metrics::install().map_err(std::io::Error::other)?;
+        background.spawn(metrics::upkeep(handle.clone()));
+        let service = ServiceBuilder::new()
+            .layer(HealthLayer::new(probe.clone()))
+            .service(service_fn(move |req: Request<hyper::body::Incoming>| {
+                let handle = handle.clone();
+                async move { Ok::<_, Infallible>(metrics_page(&handle, req.uri().path())) }
+            }));
+        let mut stop = stop.clone();
+        let limits = config::ServerLimits::default();
+        background.spawn(async move {
+            server::serve(listener, service, &limits, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        });
+    }
     if !parts.builders.is_empty() {
         let policy = &config.builder_policy;
         background.spawn(poll_heads(
@@ -95,9 +138,32 @@ pub async fn run(
             .await;
         });
     }
-    let service = stack::stack(&config, &parts);
+    // Probes and op-conductor poll health on the RPC port too, without a JWT.
+    let service = ServiceBuilder::new()
+        .layer(HealthLayer::new(probe))
+        .service(stack::stack(&config, &parts));
     server::serve(listeners.rpc, service, &config.limits, shutdown).await;
     let _ = stopped.send(true);
     background.abort_all();
     Ok(())
+}
+
+fn metrics_page(
+    handle: &metrics_exporter_prometheus::PrometheusHandle,
+    path: &str,
+) -> Response<RpcBody> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /healthz, /readyz or /livez\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(RpcBody::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }

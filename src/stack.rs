@@ -5,8 +5,8 @@ use std::{convert::Infallible, sync::Arc};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use switchyard_layers::{
-    BoostSyncLayer, FcuMuxLayer, Forward, PayloadSelectLayer, RequireJwtLayer, RpcMethodLayer,
-    SignJwtLayer, TxMirrorLayer,
+    BoostSyncLayer, FcuMuxLayer, Forward, MeasureLayer, PayloadSelectLayer, RequireJwtLayer,
+    RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
     body::RpcBody,
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
     engine,
@@ -105,6 +105,8 @@ pub fn stack(
                 .with_body_timeout(config.limits.body_read_timeout)
                 .claim(claimed),
         )
+        // Counted and timed per method as op-node sees it, once parsed.
+        .layer(MeasureLayer::inbound())
         // Chain updates enter each builder's lane as they arrive, ahead of the next block's
         // attributes, and never wait for an answer.
         .layer(BoostSyncLayer::new(
@@ -123,5 +125,7 @@ pub fn stack(
         .layer(TxMirrorLayer::new(parts.builders.clone()))
         // op-geth checks its own secret: sign last, just before the wire.
         .layer(SignJwtLayer::new(config.l2.secret.clone()))
+        // Every call to op-geth, ours included (validation, health), counted and timed.
+        .layer(MeasureLayer::upstream(config.l2.name.clone()))
         .service(forward(&config.l2))
 }

@@ -32,7 +32,9 @@ pub mod builder;
 pub mod engine;
 pub mod fcu_mux;
 pub mod forward;
+pub mod health;
 pub mod jsonrpc;
+pub mod measure;
 pub mod payload_select;
 pub mod rpc_method;
 pub mod tx_mirror;
@@ -44,6 +46,8 @@ pub use auth::{
 pub use boost_sync::{BoostSync, BoostSyncLayer};
 pub use fcu_mux::{FcuMux, FcuMuxLayer};
 pub use forward::{Forward, ForwardError};
+pub use health::{HealthLayer, HealthRoutes};
+pub use measure::{Measure, MeasureLayer};
 pub use payload_select::{PayloadSelect, PayloadSelectLayer};
 pub use rpc_method::{MethodRouter, RpcMethod, RpcMethodLayer};
 pub use tx_mirror::{TxMirror, TxMirrorLayer};

@@ -37,6 +37,7 @@ pub fn config_for(l2: &EngineSim) -> Config {
 pub struct Switchyard {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -52,11 +53,23 @@ impl Switchyard {
         let admin = admin_listener
             .as_ref()
             .map(|l| l.local_addr().expect("admin addr"));
+        let metrics_listener = match config.metrics {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind metrics"),
+            ),
+            None => None,
+        };
+        let metrics = metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("metrics addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = switchyard::Listeners {
                 rpc: listener,
                 admin: admin_listener,
+                metrics: metrics_listener,
             };
             switchyard::run(listeners, config, async {
                 let _ = stopped.await;
@@ -67,6 +80,7 @@ impl Switchyard {
         Self {
             addr,
             admin,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }

@@ -78,7 +78,9 @@ impl BuilderClient {
             + 'static,
         <Forward<C> as tower::Service<Request<RpcBody>>>::Future: Send + 'static,
     {
-        let signed = tower::Layer::layer(&SignJwtLayer::new(secret), forward);
+        let name = name.into();
+        let measured = tower::Layer::layer(&crate::MeasureLayer::upstream(name.clone()), forward);
+        let signed = tower::Layer::layer(&SignJwtLayer::new(secret), measured);
         Self::from_service(name, signed)
     }
 

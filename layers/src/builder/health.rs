@@ -69,7 +69,11 @@ pub struct BuilderHealth {
     // Starts synced: a builder that is not finds out on its first forkchoice update, while a
     // pessimistic start would cost every fresh start its first blocks.
     state: Arc<AtomicU64>,
+    payload_failures: Arc<AtomicU64>,
 }
+
+/// Payload failures in a row after which a synced builder counts as degraded for health.
+pub const DEGRADED_AFTER: u64 = 3;
 
 #[derive(Deserialize)]
 struct Status {
@@ -88,7 +92,24 @@ impl BuilderHealth {
         Self {
             name,
             state: Arc::new(AtomicU64::new(HealthState::Synced.pack())),
+            payload_failures: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Records whether the builder's payload for a block made it through (won, or lost only to
+    /// the policy); a failure is one it caused (late, unreachable, invalid, ...).
+    pub fn record_payload(&self, delivered: bool) {
+        if delivered {
+            self.payload_failures.store(0, Ordering::Relaxed);
+        } else {
+            self.payload_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the builder is synced but its recent payloads keep failing
+    /// ([`DEGRADED_AFTER`] in a row).
+    pub fn is_failing_payloads(&self) -> bool {
+        self.payload_failures.load(Ordering::Relaxed) >= DEGRADED_AFTER
     }
 
     /// The current state.

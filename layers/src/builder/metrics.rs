@@ -49,6 +49,17 @@ pub fn describe() {
     );
 }
 
+/// Registers a builder's series at zero, so dashboards see zero rather than nothing.
+pub(super) fn register(builder: &str) {
+    for lane in ["engine", "transactions"] {
+        metrics::counter!(QUEUE_DROPPED, "builder" => builder.to_owned(), "lane" => lane)
+            .increment(0);
+        metrics::gauge!(QUEUE_DEPTH, "builder" => builder.to_owned(), "lane" => lane).set(0.0);
+    }
+    metrics::gauge!(CIRCUIT_OPEN, "builder" => builder.to_owned()).set(0.0);
+    metrics::gauge!(HEAD_LAG, "builder" => builder.to_owned()).set(0.0);
+}
+
 pub(super) fn queue_depth(builder: &str, lane: &'static str, depth: usize) {
     metrics::gauge!(QUEUE_DEPTH, "builder" => builder.to_owned(), "lane" => lane).set(depth as f64);
 }

@@ -46,7 +46,7 @@ mod mode;
 
 pub use breaker::CircuitBreaker;
 pub use client::{BuilderClient, BuilderError};
-pub use health::{BuilderHealth, HealthState, poll_heads};
+pub use health::{BuilderHealth, DEGRADED_AFTER, HealthState, poll_heads};
 pub use lane::{LaneConfig, LaneError, Reply};
 pub use metrics::describe;
 pub use mode::{ExecutionMode, ModeSwitch, UnknownMode};
@@ -80,6 +80,7 @@ impl Builder {
         breaker: CircuitBreaker,
     ) -> Arc<Self> {
         let health = BuilderHealth::new(client.name().clone());
+        metrics::register(client.name());
         Arc::new(Self {
             engine: Lane::spawn(
                 client.clone(),

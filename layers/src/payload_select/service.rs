@@ -520,11 +520,25 @@ where
     }
 }
 
+/// Losses that say nothing of the builder's payload itself.
+const NEUTRAL: [&str; 4] = ["policy", "dry_run", "circuit_open", "unsynced"];
+
 fn tell(ctx: &Ctx, decision: &Decision) {
     for builder in ctx.builders.iter() {
         if builder.breaker().tick() {
             builder_metrics::circuit(builder.name(), false);
             tracing::info!(target: "switchyard::payload", builder = %builder.name(), "circuit breaker closed");
+        }
+        if let Some(outcome) = decision
+            .builders
+            .iter()
+            .find(|o| o.builder == *builder.name())
+        {
+            match outcome.lost {
+                None => builder.health().record_payload(true),
+                Some(reason) if NEUTRAL.contains(&reason) => {}
+                Some(_) => builder.health().record_payload(false),
+            }
         }
     }
     tracing::info!(

@@ -50,6 +50,14 @@ mod router;
 mod service;
 
 pub use future::ResponseFuture;
+
+/// Registers the descriptions of this concern's metrics with the installed recorder.
+pub fn describe() {
+    metrics::describe_counter!(
+        future::REJECTED,
+        "Requests refused before routing, by reason (too_large, body_timeout, body_error, parse_error, invalid_request)"
+    );
+}
 pub use layer::{DEFAULT_BODY_LIMIT, RpcMethodLayer};
 pub use router::MethodRouter;
 pub use service::RpcMethod;

@@ -1,0 +1,58 @@
+//! The Prometheus exporter, and the one place every metric is described.
+//!
+//! Every metric is named `switchyard_<concern>_<what>` and carries labels from closed sets only.
+//! The catalogue (README, "Metrics") lists them all; `describe()` registers their help texts.
+
+use std::{sync::OnceLock, time::Duration};
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: loopback calls take well under a millisecond, a builder's
+/// payload path up to the deadline (default 500 ms), op-geth's timeout a few seconds.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+const BUILD_INFO: &str = "switchyard_build_info";
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+///
+/// # Errors
+///
+/// If the exporter cannot be built.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    ::metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Registers the description of every metric, concern by concern.
+pub fn describe() {
+    ::metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which switchyard runs"
+    );
+    switchyard_layers::auth::describe();
+    switchyard_layers::rpc_method::describe();
+    switchyard_layers::measure::describe();
+    switchyard_layers::builder::describe();
+    switchyard_layers::payload_select::describe();
+    crate::health::describe();
+}
+
+/// Keeps the exporter's histograms drained; runs until dropped.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
