@@ -252,3 +252,44 @@ impl Net {
         block
     }
 }
+
+/// `GET url` without credentials: status and body.
+pub async fn get(url: &str) -> (http::StatusCode, Bytes) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let response = client.get(url.parse().expect("url")).await.expect("GET");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body)
+}
+
+/// The `/healthz` status of `addr`, polled until it equals `want` (each poll is an HTTP round
+/// trip, so the background check it waits for gets to run).
+pub async fn healthz_becomes(addr: SocketAddr, want: http::StatusCode) -> serde_json::Value {
+    let url = format!("http://{addr}/healthz");
+    let mut last = None;
+    for _ in 0..2_000 {
+        let (status, body) = get(&url).await;
+        if status == want {
+            return json(&body);
+        }
+        last = Some((status, body));
+        tokio::task::yield_now().await;
+    }
+    panic!("/healthz never became {want}: last {last:?}");
+}
+
+/// A chain whose genesis is now, so that op-geth's head counts as fresh.
+pub fn fresh_spec(last: Fork) -> ChainSpec {
+    let now = switchyard_sim::unix_now() as u64;
+    ChainSpec {
+        genesis_timestamp: now,
+        ..spec(last)
+    }
+}
