@@ -73,6 +73,11 @@ pub async fn run(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    // Installed before anything registers a metric: series registered earlier would be lost.
+    let exporter = match listeners.metrics {
+        Some(_) => Some(metrics::install().map_err(std::io::Error::other)?),
+        None => None,
+    };
     let parts = stack::Parts::new(&config);
     tracing::info!(
         target: "switchyard",
@@ -96,8 +101,19 @@ pub async fn run(
         let parts = parts.clone();
         move || health::report(&monitor, &parts)
     };
-    if let Some(listener) = listeners.metrics {
-        let handle = metrics::install().map_err(std::io::Error::other)?;
+    // The health gauge follows the checks, whether or not anyone asks /healthz.
+    background.spawn({
+        let probe = probe.clone();
+        let interval = config.builder_policy.health_interval;
+        async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                probe();
+            }
+        }
+    });
+    if let (Some(listener), Some(handle)) = (listeners.metrics, exporter) {
         background.spawn(metrics::upkeep(handle.clone()));
         let service = ServiceBuilder::new()
             .layer(HealthLayer::new(probe.clone()))

@@ -375,6 +375,11 @@ impl Sequencer {
         &self.client
     }
 
+    /// Sets the wall-clock wait between the FCU and getPayload.
+    pub fn set_block_time(&mut self, block_time: Duration) {
+        self.config.block_time = block_time;
+    }
+
     /// The current head hash.
     pub fn head(&self) -> B256 {
         self.head.hash

@@ -255,18 +255,24 @@ impl Net {
 
 /// `GET url` without credentials: status and body.
 pub async fn get(url: &str) -> (http::StatusCode, Bytes) {
+    try_get(url).await.expect("GET")
+}
+
+/// `GET url`, or the transport error.
+pub async fn try_get(url: &str) -> Result<(http::StatusCode, Bytes), String> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
-    let response = client.get(url.parse().expect("url")).await.expect("GET");
+    let uri = url.parse().map_err(|e| format!("{e}"))?;
+    let response = client.get(uri).await.map_err(|e| format!("{e:?}"))?;
     let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
-        .expect("body")
+        .map_err(|e| format!("{e}"))?
         .to_bytes();
-    (status, body)
+    Ok((status, body))
 }
 
 /// The `/healthz` status of `addr`, polled until it equals `want` (each poll is an HTTP round

@@ -13,4 +13,5 @@ mod limits;
 mod metrics;
 mod outage;
 mod passthrough;
+mod prometheus;
 mod shutdown;
