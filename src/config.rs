@@ -55,6 +55,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the configuration reference (every flag with its environment variable) as Markdown.
     Flags,
+    /// Run a simulated op-geth, builders, switchyard and op-node in one process (like `geth --dev`).
+    Devnet(crate::devnet::DevnetArgs),
 }
 
 /// Log output format.

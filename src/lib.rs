@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod devnet;
 pub mod health;
 pub mod metrics;
 pub mod server;

@@ -20,8 +20,10 @@ fn main() -> ExitCode {
         }
         Err(error) => return fail(&first_line(&error.to_string())),
     };
-    if let Some(Command::Flags) = cli.command {
-        return print_flags();
+    match cli.command {
+        Some(Command::Flags) => return print_flags(),
+        Some(Command::Devnet(args)) => return devnet(args),
+        None => {}
     }
     let config = match Config::from_args(&cli.run) {
         Ok(config) => config,
@@ -92,6 +94,27 @@ fn init_tracing(args: &RunArgs) {
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn devnet(args: switchyard::devnet::DevnetArgs) -> ExitCode {
+    // The devnet prints its own line per block; logs would drown it.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("starting the runtime: {error}")),
+    };
+    match runtime.block_on(switchyard::devnet::run(args)) {
+        Ok(summary) if summary.failed_blocks == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => fail(&format!("devnet: {error:#}")),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Every metric is named `switchyard_<concern>_<what>` and carries labels from closed sets only.
 //! The catalogue (README, "Metrics") lists them all; `describe()` registers their help texts.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{sync::Mutex, time::Duration};
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -22,8 +22,13 @@ const BUILD_INFO: &str = "switchyard_build_info";
 ///
 /// If the exporter cannot be built.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    // A lock, not a OnceLock: two runs in one process (tests, devnet) may start together, and
+    // only one may install the global recorder.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -31,7 +36,8 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .install_recorder()?;
     describe();
     ::metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 /// Registers the description of every metric, concern by concern.

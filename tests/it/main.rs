@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod binary;
 mod builders;
+mod devnet;
 mod health;
 mod limits;
 mod metrics;

@@ -130,3 +130,31 @@ async fn decision_counters_move_with_the_right_labels() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn the_readme_documents_every_metric_switchyard_exports() {
+    let mut net = Net::start(spec(Fork::Isthmus), &["readme-metrics-builder"], |config| {
+        config.metrics = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    net.step().await;
+    let (_, page) = get(&format!(
+        "http://{}/metrics",
+        net.proxy.metrics.expect("metrics port")
+    ))
+    .await;
+    let page = String::from_utf8_lossy(&page);
+    let readme = include_str!("../../README.md");
+    let exported: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| name.starts_with("switchyard_"))
+        .collect();
+    assert!(exported.len() >= 15, "{exported:?}");
+    let missing: Vec<&&str> = exported
+        .iter()
+        .filter(|name| !readme.contains(&format!("`{name}`")))
+        .collect();
+    assert!(missing.is_empty(), "undocumented metrics: {missing:?}");
+}

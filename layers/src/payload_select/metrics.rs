@@ -1,13 +1,12 @@
 //! Metrics of the payload-selection concern.
 
-use super::{Decision, Source};
+use super::Decision;
 
 pub(crate) const DECISIONS: &str = "switchyard_payload_decisions_total";
 pub(crate) const LOST: &str = "switchyard_payload_candidates_lost_total";
 pub(crate) const STAGE: &str = "switchyard_payload_stage_seconds";
 pub(crate) const TOTAL: &str = "switchyard_payload_total_seconds";
 pub(crate) const HEADROOM: &str = "switchyard_payload_deadline_headroom_seconds";
-pub(crate) const GAS_USED: &str = "switchyard_payload_gas_used";
 
 /// Registers the descriptions of this concern's metrics with the installed recorder.
 pub fn describe() {
@@ -34,7 +33,6 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time left before the payload deadline when answering"
     );
-    metrics::describe_histogram!(GAS_USED, "Gas used by the returned block, by source");
 }
 
 pub(super) fn record(decision: &Decision) {
@@ -67,15 +65,4 @@ pub(super) fn record(decision: &Decision) {
     metrics::histogram!(TOTAL, "source" => decision.source.label())
         .record(decision.total.as_secs_f64());
     metrics::histogram!(HEADROOM).record(decision.headroom.as_secs_f64());
-    let gas = match &decision.source {
-        Source::Builder(name) => decision
-            .builders
-            .iter()
-            .find(|b| &b.builder == name)
-            .and_then(|b| b.gas_used),
-        _ => None,
-    };
-    if let Some(gas) = gas {
-        metrics::histogram!(GAS_USED, "source" => "builder").record(gas as f64);
-    }
 }

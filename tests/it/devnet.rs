@@ -1,0 +1,49 @@
+//! `switchyard devnet` runs the whole system for a bounded number of blocks and sums it up.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn devnet_runs_bounded_blocks_and_reports_a_summary() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "devnet",
+            "--blocks",
+            "40",
+            "--block-time",
+            "0ms",
+            "--builders",
+            "2",
+            "--fault-rate",
+            "0.4",
+            "--seed",
+            "11",
+            "--json",
+        ])
+        .output()
+        .expect("run the devnet");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary");
+    assert_eq!(summary["blocks"], 40);
+    assert_eq!(summary["failed_blocks"], 0);
+    assert_eq!(summary["seed"], 11);
+    let wins: u64 = summary["builder_wins"]
+        .as_object()
+        .expect("wins")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    let local = summary["local_blocks"].as_u64().expect("local");
+    assert_eq!(wins + local, 40, "exactly one payload per block: {summary}");
+    assert!(wins > 0, "builders built blocks: {summary}");
+    let injected = summary["faults_injected"].as_u64().expect("faults");
+    assert!(injected > 0, "seed 11 at rate 0.4 injects faults");
+    let reasons = summary["lost_reasons"].as_object().expect("reasons");
+    assert!(
+        reasons.keys().any(|r| r != "policy"),
+        "faults show up as reasons: {summary}"
+    );
+}
