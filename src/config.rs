@@ -13,6 +13,7 @@ use switchyard_layers::{
     builder::ExecutionMode,
     payload_select::{DEFAULT_DEADLINE, SelectionPolicy},
     rpc_method::DEFAULT_BODY_LIMIT,
+    tls::TlsOptions,
 };
 
 /// A configuration error: which flag, and what is wrong with it.
@@ -84,6 +85,15 @@ pub struct RunArgs {
     /// Timeout of one call to op-geth.
     #[arg(long, env = "L2_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub l2_timeout: Duration,
+    /// Trust only this CA (PEM) for an https:// --l2-url, instead of the system's roots.
+    #[arg(long, env = "L2_CA_FILE")]
+    pub l2_ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS with op-geth.
+    #[arg(long, env = "L2_CLIENT_CERT", requires = "l2_client_key")]
+    pub l2_client_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS with op-geth.
+    #[arg(long, env = "L2_CLIENT_KEY", requires = "l2_client_cert")]
+    pub l2_client_key: Option<PathBuf>,
     /// File with the JWT secret op-node signs with; defaults to op-geth's, since op-node is
     /// normally configured with op-geth's secret.
     #[arg(long, env = "RPC_JWT_PATH", conflicts_with = "rpc_jwt_token")]
@@ -113,6 +123,28 @@ pub struct RunArgs {
     /// `builder-2`, ...).
     #[arg(long = "builder-name", env = "BUILDER_NAME", value_delimiter = ',')]
     pub builder_names: Vec<String>,
+    /// Trust only this CA (PEM) for https:// builders: one for all, or one per --builder-url.
+    #[arg(
+        long = "builder-ca-file",
+        env = "BUILDER_CA_FILE",
+        value_delimiter = ','
+    )]
+    pub builder_ca_files: Vec<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS with builders: one for all, or one per
+    /// --builder-url.
+    #[arg(
+        long = "builder-client-cert",
+        env = "BUILDER_CLIENT_CERT",
+        value_delimiter = ','
+    )]
+    pub builder_client_certs: Vec<PathBuf>,
+    /// Client key (PEM) for mutual TLS with builders, paired with --builder-client-cert.
+    #[arg(
+        long = "builder-client-key",
+        env = "BUILDER_CLIENT_KEY",
+        value_delimiter = ','
+    )]
+    pub builder_client_keys: Vec<PathBuf>,
     /// Timeout of one call to a builder.
     #[arg(long, env = "BUILDER_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub builder_timeout: Duration,
@@ -271,6 +303,8 @@ pub struct Upstream {
     pub secret: JwtSecret,
     /// Timeout of one call.
     pub timeout: Duration,
+    /// TLS settings, for an `https://` URL.
+    pub tls: TlsOptions,
 }
 
 /// Limits of the server op-node talks to.
@@ -401,6 +435,7 @@ impl Config {
                 url: l2_url,
                 secret: l2_secret,
                 timeout: Duration::from_secs(2),
+                tls: TlsOptions::default(),
             },
             builders: Vec::new(),
             limits: ServerLimits::default(),
@@ -467,6 +502,11 @@ impl Config {
                 ),
             ));
         }
+        let l2_tls = TlsOptions {
+            ca_file: args.l2_ca_file.clone(),
+            client_identity: args.l2_client_cert.clone().zip(args.l2_client_key.clone()),
+        };
+        let builder_tls = builder_tls(args, count)?;
         let mut builders = Vec::with_capacity(count);
         for (i, url) in args.builder_urls.iter().enumerate() {
             let secret = match (
@@ -504,9 +544,22 @@ impl Config {
                 url: parse_url("--builder-url", url)?,
                 secret,
                 timeout: args.builder_timeout,
+                tls: pick(&builder_tls, i),
             });
         }
 
+        // TLS files are read now, so that a bad one stops switchyard at start-up, named.
+        let tls_check = std::iter::once((&l2_url, &l2_tls, "--l2-ca-file")).chain(
+            builders
+                .iter()
+                .map(|b: &Upstream| (&b.url, &b.tls, "--builder-ca-file")),
+        );
+        for (url, tls, flag) in tls_check {
+            if url.scheme_str() == Some("https") {
+                switchyard_layers::tls::client_config(tls)
+                    .map_err(|e| ConfigError::new(flag, e))?;
+            }
+        }
         if args.max_connections == 0 {
             return Err(ConfigError::new("--max-connections", "must be at least 1"));
         }
@@ -546,6 +599,7 @@ impl Config {
                 url: l2_url,
                 secret: l2_secret,
                 timeout: args.l2_timeout,
+                tls: l2_tls,
             },
             builders,
             limits: ServerLimits {
@@ -601,19 +655,53 @@ fn redact(error: JwtSecretError) -> String {
     error.to_string()
 }
 
+/// TLS options per builder: each flag given once (for all) or once per builder.
+fn builder_tls(args: &RunArgs, count: usize) -> Result<Vec<TlsOptions>, ConfigError> {
+    let spread = |flag: &'static str,
+                  values: &[PathBuf]|
+     -> Result<Vec<Option<PathBuf>>, ConfigError> {
+        match values.len() {
+            0 => Ok(vec![None; count]),
+            1 => Ok(vec![Some(values[0].clone()); count]),
+            n if n == count => Ok(values.iter().cloned().map(Some).collect()),
+            n => Err(ConfigError::new(
+                flag,
+                format!("{n} values for {count} builders: give one for all, or one per builder"),
+            )),
+        }
+    };
+    let cas = spread("--builder-ca-file", &args.builder_ca_files)?;
+    let certs = spread("--builder-client-cert", &args.builder_client_certs)?;
+    let keys = spread("--builder-client-key", &args.builder_client_keys)?;
+    if args.builder_client_certs.len() != args.builder_client_keys.len() {
+        return Err(ConfigError::new(
+            "--builder-client-key",
+            "give one key per --builder-client-cert",
+        ));
+    }
+    Ok(cas
+        .into_iter()
+        .zip(certs.into_iter().zip(keys))
+        .map(|(ca_file, (cert, key))| TlsOptions {
+            ca_file,
+            client_identity: cert.zip(key),
+        })
+        .collect())
+}
+
+fn pick(options: &[TlsOptions], i: usize) -> TlsOptions {
+    options.get(i).cloned().unwrap_or_default()
+}
+
 fn parse_url(flag: &'static str, text: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = text
         .parse()
         .map_err(|e| ConfigError::new(flag, format!("{text:?} is not a URL: {e}")))?;
     match uri.scheme_str() {
-        Some("http") => Ok(uri),
-        Some("https") => Err(ConfigError::new(
-            flag,
-            format!("{text:?}: https upstreams are not supported yet; use http"),
-        )),
+        Some("http" | "https") => Ok(uri),
         _ => Err(ConfigError::new(
             flag,
-            format!("{text:?}: expected http://host:port"),
+            format!("{text:?}: expected http://host:port or https://host:port"),
         )),
     }
 }

@@ -190,6 +190,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
                 url: b.url().parse()?,
                 secret: JwtSecret::from_hex(&b.secret_hex())?,
                 timeout: Duration::from_secs(1),
+                tls: Default::default(),
             })
         })
         .collect::<anyhow::Result<_>>()?;

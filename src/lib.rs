@@ -79,7 +79,14 @@ pub async fn run(
         Some(_) => Some(metrics::install().map_err(std::io::Error::other)?),
         None => None,
     };
-    let parts = stack::Parts::new(&config);
+    let parts = stack::Parts::new(&config).map_err(std::io::Error::other)?;
+    for builder in config
+        .builders
+        .iter()
+        .filter(|b| switchyard_layers::tls::is_plain_remote(&b.url))
+    {
+        tracing::warn!(target: "switchyard", builder = %builder.name, url = %builder.url, "plain http to a remote builder: its JWT and every transaction travel unencrypted; use https://");
+    }
     tracing::info!(
         target: "switchyard",
         %addr,
@@ -93,7 +100,7 @@ pub async fn run(
     let mut background = tokio::task::JoinSet::new();
     let monitor = Arc::new(health::L2Monitor::default());
     background.spawn(health::watch_l2(
-        stack::l2_client(&config),
+        stack::l2_client(&config, &parts),
         monitor.clone(),
         config.builder_policy.health_interval,
         config.max_unsafe_interval,
@@ -134,7 +141,7 @@ pub async fn run(
     if !parts.builders.is_empty() {
         let policy = &config.builder_policy;
         background.spawn(poll_heads(
-            stack::l2_client(&config),
+            stack::l2_client(&config, &parts),
             parts.builders.clone(),
             policy.health_interval,
             policy.max_lag,

@@ -11,6 +11,7 @@ use switchyard_layers::{
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
     engine,
     fcu_mux::PayloadJobs,
+    tls::{TlsError, UpstreamConnector},
 };
 use tower::{Service, ServiceBuilder};
 
@@ -22,6 +23,8 @@ const FRAME_SLACK: usize = 64 * 1024;
 /// State the layers share with the rest of the daemon (health poller, admin endpoint).
 #[derive(Clone, Debug)]
 pub struct Parts {
+    /// The client of op-geth (built once: its TLS configuration is read at start).
+    pub l2: Forward<UpstreamConnector>,
     /// The builders, in configuration order.
     pub builders: Vec<Arc<Builder>>,
     /// The execution mode.
@@ -31,8 +34,13 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Creates the builders (starting their lane workers: call inside a tokio runtime).
-    pub fn new(config: &Config) -> Self {
+    /// Creates the upstream clients and the builders (starting their lane workers: call inside a
+    /// tokio runtime).
+    ///
+    /// # Errors
+    ///
+    /// If an upstream's TLS configuration cannot be built.
+    pub fn new(config: &Config) -> Result<Self, TlsError> {
         let policy = &config.builder_policy;
         let lanes = LaneConfig {
             engine_capacity: policy.engine_queue,
@@ -43,30 +51,38 @@ impl Parts {
             .iter()
             .map(|upstream| {
                 let forward =
-                    forward(upstream).with_response_limit(policy.max_payload_size + FRAME_SLACK);
+                    forward(upstream)?.with_response_limit(policy.max_payload_size + FRAME_SLACK);
                 let client =
                     BuilderClient::new(upstream.name.clone(), forward, upstream.secret.clone());
                 let breaker =
                     CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown);
-                Builder::with_breaker(client, lanes, breaker)
+                Ok(Builder::with_breaker(client, lanes, breaker))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, TlsError>>()?;
+        Ok(Self {
+            l2: forward(&config.l2)?,
             builders,
             mode: ModeSwitch::new(policy.mode),
             jobs: PayloadJobs::new(64),
-        }
+        })
     }
 }
 
-/// The client of one upstream.
-pub fn forward(upstream: &Upstream) -> Forward {
-    Forward::new(upstream.name.clone(), upstream.url.clone()).with_timeout(upstream.timeout)
+/// The client of one upstream: plain or TLS, by its URL.
+///
+/// # Errors
+///
+/// If its TLS configuration cannot be built.
+pub fn forward(upstream: &Upstream) -> Result<Forward<UpstreamConnector>, TlsError> {
+    Ok(
+        Forward::with_tls(upstream.name.clone(), upstream.url.clone(), &upstream.tls)?
+            .with_timeout(upstream.timeout),
+    )
 }
 
 /// A client of op-geth for side calls (the health poller), signed with its secret.
-pub fn l2_client(config: &Config) -> BuilderClient {
-    BuilderClient::new("l2", forward(&config.l2), config.l2.secret.clone())
+pub fn l2_client(config: &Config, parts: &Parts) -> BuilderClient {
+    BuilderClient::new("l2", parts.l2.clone(), config.l2.secret.clone())
 }
 
 /// The service op-node talks to.
@@ -127,5 +143,5 @@ pub fn stack(
         .layer(SignJwtLayer::new(config.l2.secret.clone()))
         // Every call to op-geth, ours included (validation, health), counted and timed.
         .layer(MeasureLayer::upstream(config.l2.name.clone()))
-        .service(forward(&config.l2))
+        .service(parts.l2.clone())
 }

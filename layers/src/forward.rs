@@ -59,6 +59,7 @@ use tower::Service;
 use crate::{
     body::{BodyError, CollectCapped, RpcBody},
     jsonrpc::{self, RpcBatch, RpcCall, code},
+    tls::{self, TlsError, TlsOptions, UpstreamConnector},
 };
 
 /// Default cap on an upstream's response body: 64 MiB, well over the largest Engine payload
@@ -89,6 +90,15 @@ pub enum ForwardError {
         /// The transport error.
         reason: String,
     },
+    /// TLS failed: certificate refused (unknown issuer, expired, wrong name) or the peer refused
+    /// ours.
+    #[error("upstream {upstream} TLS failed: {reason}")]
+    Tls {
+        /// The upstream's name.
+        upstream: Arc<str>,
+        /// What rustls objected to.
+        reason: String,
+    },
     /// The upstream's answer was larger than the cap.
     #[error("upstream {upstream} sent more than {limit} bytes")]
     TooLarge {
@@ -112,7 +122,7 @@ impl ForwardError {
     pub fn code(&self) -> i32 {
         match self {
             Self::Timeout { .. } => code::UPSTREAM_TIMEOUT,
-            Self::Unreachable { .. } => code::UPSTREAM_UNREACHABLE,
+            Self::Unreachable { .. } | Self::Tls { .. } => code::UPSTREAM_UNREACHABLE,
             Self::BadResponse { .. } | Self::TooLarge { .. } => code::UPSTREAM_BAD_RESPONSE,
         }
     }
@@ -122,6 +132,7 @@ impl ForwardError {
         match self {
             Self::Timeout { .. } => "timeout",
             Self::Unreachable { .. } => "unreachable",
+            Self::Tls { .. } => "tls",
             Self::BadResponse { .. } => "bad_response",
             Self::TooLarge { .. } => "too_large",
         }
@@ -153,6 +164,22 @@ impl Forward<HttpConnector> {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(DEFAULT_TIMEOUT));
         Self::with_connector(name, uri, connector)
+    }
+}
+
+impl Forward<UpstreamConnector> {
+    /// Forwards to `uri`, over TLS if it is `https://` (see [`tls`](crate::tls)).
+    ///
+    /// # Errors
+    ///
+    /// If the TLS configuration cannot be built.
+    pub fn with_tls(
+        name: impl Into<Arc<str>>,
+        uri: Uri,
+        options: &TlsOptions,
+    ) -> Result<Self, TlsError> {
+        let connector = tls::connector(&uri, options)?;
+        Ok(Self::with_connector(name, uri, connector))
     }
 }
 
@@ -347,6 +374,14 @@ impl Future for ResponseFuture {
                         });
                         continue;
                     }
+                    Poll::Ready(Err(e)) if tls::rustls_error(&e).is_some() => {
+                        Poll::Ready(Err(ForwardError::Tls {
+                            upstream: this.name.clone(),
+                            reason: tls::rustls_error(&e)
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                        }))
+                    }
                     // Only a failed connect means nobody is there; anything later is a broken answer.
                     Poll::Ready(Err(e)) if e.is_connect() => {
                         Poll::Ready(Err(ForwardError::Unreachable {
@@ -368,6 +403,16 @@ impl Future for ResponseFuture {
                         strip_hop_by_hop(&mut parts.headers);
                         parts.headers.remove(header::CONTENT_LENGTH);
                         Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
+                    }
+                    Poll::Ready(Err(BodyError::Read(source)))
+                        if tls::rustls_error(&*source).is_some() =>
+                    {
+                        Poll::Ready(Err(ForwardError::Tls {
+                            upstream: this.name.clone(),
+                            reason: tls::rustls_error(&*source)
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                        }))
                     }
                     Poll::Ready(Err(BodyError::TooLarge { limit })) => {
                         Poll::Ready(Err(ForwardError::TooLarge {

@@ -87,6 +87,60 @@ pub struct SimConfig {
     pub log_capacity: usize,
     /// How many recent blocks keep their bodies.
     pub retain_blocks: usize,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<SimTls>,
+}
+
+/// The simulator's TLS identity, in PEM.
+#[derive(Clone, Debug)]
+pub struct SimTls {
+    /// Certificate chain, leaf first.
+    pub cert_chain_pem: String,
+    /// The leaf's private key.
+    pub key_pem: String,
+    /// Require client certificates issued by this CA (mutual TLS).
+    pub client_ca_pem: Option<String>,
+}
+
+impl SimTls {
+    fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let invalid = |e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+        };
+        let chain = CertificateDer::pem_slice_iter(self.cert_chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| invalid(&e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(&e))?;
+        let builder = match &self.client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots
+                        .add(cert.map_err(|e| invalid(&e))?)
+                        .map_err(|e| invalid(&e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| invalid(&e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid(&e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl SimConfig {
@@ -102,6 +156,7 @@ impl SimConfig {
             network: None,
             log_capacity: 100_000,
             retain_blocks: 4_096,
+            tls: None,
         }
     }
 
@@ -166,10 +221,12 @@ impl EngineSim {
             config.retain_blocks,
             faults,
         );
+        let tls = config.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let shared = Arc::new(server::Shared {
             engine,
             log: RequestLog::new(config.log_capacity),
             secret: config.secret.unwrap_or_else(random_secret),
+            tls,
         });
         Self::serve(
             shared,
@@ -219,9 +276,14 @@ impl EngineSim {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The name given in its configuration.

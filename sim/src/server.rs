@@ -21,11 +21,20 @@ use crate::{
 type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Everything a connection handler needs.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) log: RequestLog,
     pub(crate) secret: [u8; 32],
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("engine", &self.engine)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -69,23 +78,42 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let mut stop = shutdown.clone();
+        let tls = shared.tls.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, req).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stop.changed() => {}
+            let stop = async move {
+                let _ = stop.changed().await;
+            };
+            match tls {
+                None => serve_io(stream, shared, stop).await,
+                Some(acceptor) => {
+                    // A refused handshake (wrong client certificate, ...) just ends the connection.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_io(stream, shared, stop).await;
+                    }
+                }
             }
         });
         while connections.try_join_next().is_some() {}
     }
     connections.abort_all();
+}
+
+async fn serve_io<I>(io: I, shared: Arc<Shared>, stop: impl std::future::Future<Output = ()>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stop => {}
+    }
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {

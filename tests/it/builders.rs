@@ -252,7 +252,7 @@ async fn a_lagging_builder_is_skipped_until_it_catches_up() {
     assert!(
         reasons
             .iter()
-            .all(|r| ["fcu_syncing", "unsynced"].contains(r)),
+            .all(|r| ["fcu_syncing", "skipped_syncing"].contains(r)),
         "{reasons:?}"
     );
     // Caught up from the network: it builds again.

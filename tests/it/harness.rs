@@ -161,31 +161,49 @@ impl Net {
         builders_spec: &[(&str, usize)],
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
-        let names: Vec<&str> = builders_spec.iter().map(|(name, _)| *name).collect();
-        let names = &names[..];
+        let configs = builders_spec
+            .iter()
+            .map(|(name, extra_txs)| {
+                let mut config = SimConfig::builder(spec.clone()).named(*name);
+                config.profile = switchyard_sim::Profile::Builder {
+                    extra_txs: *extra_txs,
+                };
+                (config, switchyard_layers::tls::TlsOptions::default())
+            })
+            .collect();
+        Self::start_custom(spec, configs, tweak).await
+    }
+
+    /// A chain with these builder simulators, each reached with its TLS options.
+    pub async fn start_custom(
+        spec: ChainSpec,
+        builder_configs: Vec<(SimConfig, switchyard_layers::tls::TlsOptions)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let network = switchyard_sim::Network::new();
         let geth = EngineSim::spawn(SimConfig::op_geth(spec.clone()).with_network(network.clone()))
             .await
             .expect("op-geth");
         let mut builders = Vec::new();
-        for (name, extra_txs) in builders_spec {
-            let mut config = SimConfig::builder(spec.clone())
-                .named(*name)
-                .with_network(network.clone());
-            config.profile = switchyard_sim::Profile::Builder {
-                extra_txs: *extra_txs,
-            };
-            builders.push(EngineSim::spawn(config).await.expect("builder"));
+        let mut tls = Vec::new();
+        for (config, options) in builder_configs {
+            builders.push(
+                EngineSim::spawn(config.with_network(network.clone()))
+                    .await
+                    .expect("builder"),
+            );
+            tls.push(options);
         }
         let mut config = config_for(&geth);
         config.builders = builders
             .iter()
-            .zip(names)
-            .map(|(sim, name)| switchyard::config::Upstream {
-                name: (*name).to_owned(),
+            .zip(tls)
+            .map(|(sim, tls)| switchyard::config::Upstream {
+                name: sim.log_name(),
                 url: sim.url().parse().expect("url"),
                 secret: secret_of(sim),
                 timeout: Duration::from_secs(5),
+                tls,
             })
             .collect();
         // Long enough that only the faults under test decide; wire tests never wait on it.

@@ -16,3 +16,4 @@ mod outage;
 mod passthrough;
 mod prometheus;
 mod shutdown;
+mod tls;

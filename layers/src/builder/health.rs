@@ -24,6 +24,8 @@ pub enum HealthState {
     Behind(u64),
     /// It could not be reached or did not answer in time.
     Unreachable,
+    /// TLS failed: its certificate was refused, or it refused ours.
+    Tls,
     /// It answered with errors or called op-node's blocks invalid.
     Failing,
 }
@@ -36,7 +38,20 @@ impl HealthState {
             Self::Syncing => "syncing",
             Self::Behind(_) => "behind",
             Self::Unreachable => "unreachable",
+            Self::Tls => "tls",
             Self::Failing => "failing",
+        }
+    }
+
+    /// Why a builder in this state was not asked to build: `skipped_<state>`.
+    pub fn skip_reason(self) -> &'static str {
+        match self {
+            Self::Synced => "skipped_synced",
+            Self::Syncing => "skipped_syncing",
+            Self::Behind(_) => "skipped_behind",
+            Self::Unreachable => "skipped_unreachable",
+            Self::Tls => "skipped_tls",
+            Self::Failing => "skipped_failing",
         }
     }
 
@@ -47,6 +62,7 @@ impl HealthState {
             Self::Behind(n) => 2 | (n.min(u64::MAX >> 8) << 8),
             Self::Unreachable => 3,
             Self::Failing => 4,
+            Self::Tls => 5,
         }
     }
 
@@ -56,6 +72,7 @@ impl HealthState {
             1 => Self::Syncing,
             2 => Self::Behind(bits >> 8),
             3 => Self::Unreachable,
+            5 => Self::Tls,
             _ => Self::Failing,
         }
     }
@@ -134,6 +151,9 @@ impl BuilderHealth {
     /// Learns from the builder's answer to an engine call.
     pub(crate) fn observe(&self, method: &str, result: &Result<Bytes, BuilderError>) {
         let status = match (EngineMethod::parse(method), result) {
+            (_, Err(BuilderError::Transport(crate::ForwardError::Tls { .. }))) => {
+                return self.set(HealthState::Tls);
+            }
             (_, Err(BuilderError::Transport(_))) => return self.set(HealthState::Unreachable),
             (Some(_), Err(_)) => return self.set(HealthState::Failing),
             (Some(EngineMethod::NewPayload(_)), Ok(body)) => {
@@ -182,6 +202,7 @@ pub async fn poll_heads(
         };
         for builder in &builders {
             let state = match builder.client().call("eth_blockNumber", b"[]").await {
+                Err(BuilderError::Transport(crate::ForwardError::Tls { .. })) => HealthState::Tls,
                 Err(BuilderError::Transport(_)) => HealthState::Unreachable,
                 Err(_) => HealthState::Failing,
                 Ok(result) => match block_number(&result) {

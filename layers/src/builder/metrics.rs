@@ -95,7 +95,14 @@ pub(super) fn synced(builder: &str, state: HealthState) {
     } else {
         0.0
     });
-    for label in ["synced", "syncing", "behind", "unreachable", "failing"] {
+    for label in [
+        "synced",
+        "syncing",
+        "behind",
+        "unreachable",
+        "tls",
+        "failing",
+    ] {
         let value = if state.label() == label { 1.0 } else { 0.0 };
         metrics::gauge!(HEALTH_STATE, "builder" => builder.to_owned(), "state" => label).set(value);
     }

@@ -96,7 +96,10 @@ impl<S> FcuMux<S> {
             .iter()
             .map(|builder| {
                 if !builder.health().is_synced() {
-                    return BuilderJob::skipped(builder.clone(), "unsynced");
+                    return BuilderJob::skipped(
+                        builder.clone(),
+                        builder.health().state().skip_reason(),
+                    );
                 }
                 let (answer, fcu) = watch::channel(BuilderFcu::Pending);
                 let reply = Reply::Callback(Box::new(move |result| {

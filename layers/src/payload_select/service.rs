@@ -520,8 +520,9 @@ where
     }
 }
 
-/// Losses that say nothing of the builder's payload itself.
-const NEUTRAL: [&str; 4] = ["policy", "dry_run", "circuit_open", "unsynced"];
+/// Losses that say nothing of the builder's payload itself (`skipped_*` ones neither: the
+/// builder's health already tells).
+const NEUTRAL: [&str; 3] = ["policy", "dry_run", "circuit_open"];
 
 fn tell(ctx: &Ctx, decision: &Decision) {
     for builder in ctx.builders.iter() {
@@ -536,7 +537,7 @@ fn tell(ctx: &Ctx, decision: &Decision) {
         {
             match outcome.lost {
                 None => builder.health().record_payload(true),
-                Some(reason) if NEUTRAL.contains(&reason) => {}
+                Some(reason) if NEUTRAL.contains(&reason) || reason.starts_with("skipped_") => {}
                 Some(_) => builder.health().record_payload(false),
             }
         }
