@@ -133,6 +133,7 @@ pub(crate) struct Engine {
     mempool: Mutex<Mempool>,
     network: Option<Arc<Network>>,
     pub(crate) faults: Arc<Faults>,
+    filler: Option<(usize, usize)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -194,7 +195,14 @@ impl Engine {
             mempool: Mutex::new(Mempool::default()),
             network,
             faults,
+            filler: None,
         }
+    }
+
+    /// Adds generated transactions to every block (see `SimConfig::filler`).
+    pub(crate) fn with_filler(mut self, filler: Option<(usize, usize)>) -> Self {
+        self.filler = filler;
+        self
     }
 
     /// Answers one call with the raw JSON of its result, or an error.
@@ -430,14 +438,19 @@ impl Engine {
     }
 
     fn build(&self, parent: &Block, attrs: &OpPayloadAttributes) -> Block {
-        let extras: Vec<Bytes> = match self.profile {
+        let number = parent.header.number + 1;
+        let mut extras: Vec<Bytes> = match self.profile {
             Profile::OpGeth => Vec::new(),
             Profile::Builder { extra_txs } => (0..extra_txs as u64)
-                .map(|i| {
-                    tx::builder_tx(self.spec.chain_id, &self.name, parent.header.number + 1, i)
-                })
+                .map(|i| tx::builder_tx(self.spec.chain_id, &self.name, number, i))
                 .collect(),
         };
+        if let Some((count, bytes)) = self.filler {
+            extras.extend(
+                (0..count as u64)
+                    .map(|i| tx::transfer(self.spec.chain_id, 0xf111_0000 + i, number, bytes)),
+            );
+        }
         let pool = lock(&self.mempool);
         parent
             .child(

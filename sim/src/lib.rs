@@ -89,6 +89,9 @@ pub struct SimConfig {
     pub retain_blocks: usize,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<SimTls>,
+    /// Add this many generated transactions of this many calldata bytes to every block built
+    /// (as if the mempool never ran dry): blocks of a steady size for benchmarks.
+    pub filler: Option<(usize, usize)>,
 }
 
 /// The simulator's TLS identity, in PEM.
@@ -157,6 +160,7 @@ impl SimConfig {
             log_capacity: 100_000,
             retain_blocks: 4_096,
             tls: None,
+            filler: None,
         }
     }
 
@@ -220,7 +224,8 @@ impl EngineSim {
             config.network,
             config.retain_blocks,
             faults,
-        );
+        )
+        .with_filler(config.filler);
         let tls = config.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let shared = Arc::new(server::Shared {
             engine,

@@ -1,0 +1,283 @@
+//! Each layer against a bare `service_fn`, envelope parsing, and the builder-payload checks on a
+//! ~1 MiB, 5,000-transaction payload. Every group ends with a table of ratios to its baseline,
+//! measured in the same run.
+//!
+//! `cargo bench --bench layers`
+
+// criterion_group! generates an undocumented function; a bench reports on the terminal.
+#![allow(missing_docs, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::{convert::Infallible, future::ready, hint::black_box, time::Duration};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response, header};
+use serde_json::{Value, json};
+use switchyard_layers::{
+    BoostSyncLayer, FcuMuxLayer, HealthLayer, MeasureLayer, PayloadSelectLayer, RequireJwtLayer,
+    RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
+    body::RpcBody,
+    builder::ModeSwitch,
+    engine::Envelope,
+    fcu_mux::{PayloadJob, PayloadJobs},
+    health::{Health, HealthReport},
+    jsonrpc,
+    payload_select::check_payload,
+};
+use switchyard_sim::{ChainSpec, EngineSim, Fork, Forks, Sequencer, SequencerConfig, SimConfig};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The innermost service of every stack here: answers at once, without looking.
+fn bare()
+-> impl Service<Request<RpcBody>, Response = Response<RpcBody>, Error = Infallible, Future: Send>
++ Clone
++ Send {
+    service_fn(|_req: Request<RpcBody>| {
+        ready(Ok(Response::new(RpcBody::new(Bytes::from_static(b"{}")))))
+    })
+}
+
+/// The median time, in nanoseconds, criterion recorded for `group/name`.
+fn median_ns(group: &str, name: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{dir}/criterion/{group}/{name}/new/estimates.json");
+    let estimates: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+fn report(group: &str, baseline: &str, names: &[&str]) {
+    let Some(base) = median_ns(group, baseline) else {
+        return;
+    };
+    eprintln!("\n{group}: medians, and ratio to {baseline} ({base:.0} ns)");
+    for name in names {
+        if let Some(t) = median_ns(group, name) {
+            eprintln!(
+                "  {name:<28} {t:>10.0} ns   {:>6.2}x   (+{:.0} ns)",
+                t / base,
+                t - base
+            );
+        }
+    }
+}
+
+fn layers(c: &mut Criterion) {
+    let rt = runtime();
+    let secret = switchyard_layers::JwtSecret::from_bytes([7; 32]);
+    let token = format!("Bearer {}", secret.token_now().unwrap());
+    let request = |with_token: bool| {
+        let mut req = Request::post("/")
+            .body(RpcBody::new(Bytes::from_static(CALL)))
+            .unwrap();
+        req.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        if with_token {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, token.parse().unwrap());
+        }
+        req
+    };
+    // A parsed request, as every layer below RpcMethod sees it.
+    let parsed = || {
+        let mut req = request(false);
+        let Ok(jsonrpc::Parsed::Single(Ok(call))) = jsonrpc::parse(&Bytes::from_static(CALL))
+        else {
+            unreachable!()
+        };
+        req.extensions_mut().insert(call);
+        req
+    };
+    let mode = ModeSwitch::default();
+    let jobs = PayloadJobs::new(64);
+
+    let mut group = c.benchmark_group("layers");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    group.bench_function("baseline", |b| {
+        b.to_async(&rt).iter(|| bare().oneshot(request(true)))
+    });
+    group.bench_function("require_jwt", |b| {
+        let svc = RequireJwtLayer::new(secret.clone()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(true)))
+    });
+    group.bench_function("sign_jwt", |b| {
+        let svc = SignJwtLayer::new(secret.clone()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(false)))
+    });
+    group.bench_function("rpc_method", |b| {
+        let svc = RpcMethodLayer::new().layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(false)))
+    });
+    group.bench_function("measure", |b| {
+        let svc = MeasureLayer::inbound().layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
+    });
+    group.bench_function("boost_sync", |b| {
+        let svc = BoostSyncLayer::new(Vec::new(), mode.clone()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
+    });
+    group.bench_function("fcu_mux", |b| {
+        let svc = FcuMuxLayer::new(Vec::new(), jobs.clone(), mode.clone()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
+    });
+    group.bench_function("payload_select", |b| {
+        let svc = PayloadSelectLayer::new(Vec::new(), jobs.clone(), mode.clone()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
+    });
+    group.bench_function("tx_mirror", |b| {
+        let svc = TxMirrorLayer::new(Vec::new()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
+    });
+    group.bench_function("health_routes", |b| {
+        let svc = HealthLayer::new(|| HealthReport::new(Health::Healthy, true)).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(false)))
+    });
+    group.bench_function("whole_stack", |b| {
+        let svc = tower::ServiceBuilder::new()
+            .layer(HealthLayer::new(|| {
+                HealthReport::new(Health::Healthy, true)
+            }))
+            .layer(RequireJwtLayer::new(secret.clone()))
+            .layer(RpcMethodLayer::new())
+            .layer(MeasureLayer::inbound())
+            .layer(BoostSyncLayer::new(Vec::new(), mode.clone()))
+            .layer(FcuMuxLayer::new(Vec::new(), jobs.clone(), mode.clone()))
+            .layer(PayloadSelectLayer::new(
+                Vec::new(),
+                jobs.clone(),
+                mode.clone(),
+            ))
+            .layer(TxMirrorLayer::new(Vec::new()))
+            .layer(SignJwtLayer::new(secret.clone()))
+            .layer(MeasureLayer::upstream("l2"))
+            .service(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(true)))
+    });
+    group.finish();
+    report(
+        "layers",
+        "baseline",
+        &[
+            "require_jwt",
+            "sign_jwt",
+            "rpc_method",
+            "measure",
+            "boost_sync",
+            "fcu_mux",
+            "payload_select",
+            "tx_mirror",
+            "health_routes",
+            "whole_stack",
+        ],
+    );
+}
+
+/// A ~1 MiB, 5,000-transaction getPayloadV4 result, the job that asked for it, and a newPayload body.
+fn big_payload(rt: &tokio::runtime::Runtime) -> (Bytes, PayloadJob, Bytes) {
+    let spec = ChainSpec {
+        forks: Forks::through(Fork::Isthmus),
+        gas_limit: 200_000_000,
+        ..Default::default()
+    };
+    let mut config = SimConfig::op_geth(spec.clone());
+    config.filler = Some((5_000, 100));
+    rt.block_on(async {
+        let sim = EngineSim::spawn(config).await.unwrap();
+        let seq = Sequencer::connect(&sim.url(), sim.secret(), SequencerConfig::new(spec.clone()))
+            .await
+            .unwrap();
+        let attributes = seq.next_attributes();
+        let parent = seq.head();
+        let state =
+            json!({"headBlockHash": parent, "safeBlockHash": parent, "finalizedBlockHash": parent});
+        let updated: Value = serde_json::from_slice(
+            &sim.call(
+                "engine_forkchoiceUpdatedV3",
+                &serde_json::to_vec(&json!([state, attributes])).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let envelope = sim
+            .call(
+                "engine_getPayloadV4",
+                &serde_json::to_vec(&json!([updated["payloadId"]])).unwrap(),
+            )
+            .unwrap();
+        let parsed: Value = serde_json::from_slice(&envelope).unwrap();
+        let new_payload = serde_json::to_vec(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "engine_newPayloadV4",
+            "params": [parsed["executionPayload"], [], parsed["parentBeaconBlockRoot"], []],
+        }))
+        .unwrap();
+        let job = PayloadJob {
+            fcu_version: 3,
+            parent,
+            attributes,
+            builders: Vec::new(),
+        };
+        (Bytes::from(envelope), job, Bytes::from(new_payload))
+    })
+}
+
+fn payloads(c: &mut Criterion) {
+    let rt = runtime();
+    let (envelope, job, new_payload) = big_payload(&rt);
+    let parsed = Envelope::parse(4, &envelope).unwrap();
+    assert!(parsed.payload().transactions.len() >= 5_000);
+    eprintln!(
+        "payload: {} transactions, {} KiB of transactions, {} KiB of JSON",
+        parsed.payload().transactions.len(),
+        parsed.transactions_size() / 1024,
+        envelope.len() / 1024
+    );
+    check_payload(&parsed, &job).unwrap();
+
+    let mut group = c.benchmark_group("payload_1mib");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("parse_envelope_small", |b| {
+        b.iter(|| jsonrpc::parse(black_box(&Bytes::from_static(CALL))))
+    });
+    group.bench_function("parse_envelope_1mib", |b| {
+        b.iter(|| jsonrpc::parse(black_box(&new_payload)))
+    });
+    group.bench_function("decode_payload", |b| {
+        b.iter(|| Envelope::parse(4, black_box(&envelope)).unwrap())
+    });
+    group.bench_function("block_hash", |b| b.iter(|| parsed.block_hash().unwrap()));
+    group.bench_function("check_attributes_and_hash", |b| {
+        b.iter(|| check_payload(black_box(&parsed), &job).unwrap())
+    });
+    group.bench_function("reencode", |b| b.iter(|| black_box(parsed.to_json())));
+    group.bench_function("new_payload_params", |b| {
+        b.iter(|| black_box(parsed.new_payload_params()))
+    });
+    group.finish();
+    report(
+        "payload_1mib",
+        "parse_envelope_1mib",
+        &[
+            "parse_envelope_small",
+            "decode_payload",
+            "block_hash",
+            "check_attributes_and_hash",
+            "reencode",
+            "new_payload_params",
+        ],
+    );
+}
+
+criterion_group!(benches, layers, payloads);
+criterion_main!(benches);
