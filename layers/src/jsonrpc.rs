@@ -33,6 +33,8 @@
 use std::{borrow::Cow, fmt};
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::scan::{self, ScanError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -222,62 +224,112 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// Returns the one error that answers the whole body: a parse error for text that is not JSON,
 /// an invalid request for an empty batch. Errors of individual calls are inside [`Parsed`].
 pub fn parse(body: &Bytes) -> Result<Parsed, RpcError> {
+    let parse_error = || RpcError::new(Bytes::new(), code::PARSE_ERROR, "parse error");
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => {
-            let elements: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-                RpcError::new(Bytes::new(), code::PARSE_ERROR, format!("parse error: {e}"))
-            })?;
-            if elements.is_empty() {
+            let spans = scan::array(body).map_err(|_| parse_error())?;
+            if spans.is_empty() {
                 return Err(RpcError::new(
                     Bytes::new(),
                     code::INVALID_REQUEST,
                     "empty batch",
                 ));
             }
-            Ok(Parsed::Batch(
-                elements
-                    .into_iter()
-                    .map(|raw| parse_call(body, body.slice_ref(raw.get().as_bytes())))
-                    .collect(),
-            ))
-        }
-        _ => {
-            // Syntax errors are parse errors; well-formed JSON of the wrong shape is an invalid
-            // request. serde_json tells them apart for us.
-            if let Err(e) = serde_json::from_slice::<&RawValue>(body) {
-                return Err(RpcError::new(
-                    Bytes::new(),
-                    code::PARSE_ERROR,
-                    format!("parse error: {e}"),
-                ));
+            let mut calls = Vec::with_capacity(spans.len());
+            for span in spans {
+                // Any element that is not JSON makes the whole body not JSON.
+                calls.push(parse_call(body.slice(span)).map_err(|_| parse_error())?);
             }
-            Ok(Parsed::Single(parse_call(body, body.clone())))
+            Ok(Parsed::Batch(calls))
         }
+        _ => parse_call(body.clone())
+            .map(Parsed::Single)
+            .map_err(|_| parse_error()),
     }
 }
 
-/// Parses one call whose text is `bytes`, a slice of `body`.
-fn parse_call(body: &Bytes, bytes: Bytes) -> Result<RpcCall, RpcError> {
+/// Parses one call: `Err` only for text that is not JSON; a well-formed call that is not a
+/// valid request is `Ok(Err(..))`.
+fn parse_call(bytes: Bytes) -> Result<Result<RpcCall, RpcError>, ()> {
+    let members = match scan::object(&bytes) {
+        Ok(members) => members,
+        Err(ScanError::Syntax) => return Err(()),
+        Err(ScanError::NotAnObject) => {
+            return Ok(Err(RpcError::new(
+                Bytes::new(),
+                code::INVALID_REQUEST,
+                "invalid request: not an object",
+            )));
+        }
+        Err(ScanError::DuplicateMember) => {
+            return Ok(Err(RpcError::new(
+                Bytes::new(),
+                code::INVALID_REQUEST,
+                "invalid request: duplicate member",
+            )));
+        }
+        Err(ScanError::NeedsDecoder) => return decode_call(bytes),
+    };
+    let id = match members.id {
+        None => Bytes::new(),
+        Some(span) if matches!(bytes[span.start], b'{' | b'[') => {
+            return Ok(Err(RpcError::new(
+                Bytes::new(),
+                code::INVALID_REQUEST,
+                "invalid request: id must be a string, number or null",
+            )));
+        }
+        Some(span) => bytes.slice(span),
+    };
+    let method = members.method.and_then(|span| {
+        let raw = &bytes[span];
+        let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        if inner.contains(&b'\\') {
+            serde_json::from_slice::<String>(raw)
+                .ok()
+                .map(String::into_boxed_str)
+        } else {
+            std::str::from_utf8(inner).ok().map(Box::from)
+        }
+    });
+    let Some(method) = method else {
+        return Ok(Err(RpcError::new(
+            id,
+            code::INVALID_REQUEST,
+            "invalid request: method must be a string",
+        )));
+    };
+    Ok(Ok(RpcCall {
+        method,
+        params: members.params.map(|span| bytes.slice(span)),
+        id,
+        bytes,
+    }))
+}
+
+/// The exact (slower) path, for envelopes with escaped keys.
+fn decode_call(bytes: Bytes) -> Result<Result<RpcCall, RpcError>, ()> {
     let envelope: RawEnvelope<'_> = match serde_json::from_slice(&bytes) {
         Ok(envelope) => envelope,
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(()),
         Err(e) => {
-            return Err(RpcError::new(
+            return Ok(Err(RpcError::new(
                 Bytes::new(),
                 code::INVALID_REQUEST,
                 format!("invalid request: {e}"),
-            ));
+            )));
         }
     };
     let id = match envelope.id {
         None => Bytes::new(),
         Some(raw) if matches!(raw.get().as_bytes().first(), Some(b'{' | b'[')) => {
-            return Err(RpcError::new(
+            return Ok(Err(RpcError::new(
                 Bytes::new(),
                 code::INVALID_REQUEST,
                 "invalid request: id must be a string, number or null",
-            ));
+            )));
         }
-        Some(raw) => body.slice_ref(raw.get().as_bytes()),
+        Some(raw) => bytes.slice_ref(raw.get().as_bytes()),
     };
     let method = match envelope
         .method
@@ -285,21 +337,21 @@ fn parse_call(body: &Bytes, bytes: Bytes) -> Result<RpcCall, RpcError> {
     {
         Some(Ok(method)) => method,
         _ => {
-            return Err(RpcError::new(
+            return Ok(Err(RpcError::new(
                 id,
                 code::INVALID_REQUEST,
                 "invalid request: method must be a string",
-            ));
+            )));
         }
     };
-    Ok(RpcCall {
+    Ok(Ok(RpcCall {
         method: method.into(),
         params: envelope
             .params
-            .map(|raw| body.slice_ref(raw.get().as_bytes())),
+            .map(|raw| bytes.slice_ref(raw.get().as_bytes())),
         id,
-        bytes,
-    })
+        bytes: bytes.clone(),
+    }))
 }
 
 /// A JSON-RPC error response answering raw id `id` (empty means `null`).

@@ -37,6 +37,7 @@ pub mod jsonrpc;
 pub mod measure;
 pub mod payload_select;
 pub mod rpc_method;
+mod scan;
 pub mod tls;
 pub mod tx_mirror;
 mod warn;

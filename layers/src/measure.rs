@@ -40,8 +40,10 @@ use tower::{Layer, Service};
 use crate::{
     body::{self, RpcBody},
     forward,
-    jsonrpc::{RpcBatch, RpcCall, RpcResponse},
+    jsonrpc::{RpcBatch, RpcCall},
 };
+use metrics::{Counter, Histogram};
+use std::{collections::HashMap, sync::Mutex};
 
 pub(crate) const REQUESTS: &str = "switchyard_rpc_requests_total";
 pub(crate) const DURATION: &str = "switchyard_rpc_request_duration_seconds";
@@ -112,7 +114,8 @@ pub fn outcome_label(response: &Response<RpcBody>) -> &'static str {
     if response.status() != StatusCode::OK {
         return "http_error";
     }
-    // Error answers are small; only small answers are worth a look.
+    // Error answers are small; only small answers are worth a look, and a look is enough: a
+    // JSON-RPC answer is an error if its `"error"` member comes before any `"result"` one.
     let small = response
         .body()
         .size_hint()
@@ -120,7 +123,9 @@ pub fn outcome_label(response: &Response<RpcBody>) -> &'static str {
         .is_some_and(|n| n < 16 * 1024);
     if small {
         let bytes = body::peek(response.body());
-        if RpcResponse::from_slice(&bytes).is_ok_and(|answer| answer.error.is_some()) {
+        let error = memchr::memmem::find(&bytes, b"\"error\"");
+        let result = memchr::memmem::find(&bytes, b"\"result\"");
+        if error.is_some_and(|e| result.is_none_or(|r| e < r)) {
             return "rpc_error";
         }
     }
@@ -156,6 +161,7 @@ impl<S> Layer<S> for MeasureLayer {
         Measure {
             inner,
             upstream: self.upstream.clone(),
+            handles: Arc::default(),
         }
     }
 }
@@ -165,6 +171,38 @@ impl<S> Layer<S> for MeasureLayer {
 pub struct Measure<S> {
     inner: S,
     upstream: Arc<str>,
+    handles: Arc<Handles>,
+}
+
+/// Metric handles by label, made once: building a labelled key costs an allocation and a hash
+/// per call, a cached handle only a clone.
+#[derive(Debug, Default)]
+struct Handles {
+    counters: Mutex<HashMap<(&'static str, &'static str), Counter>>,
+    histograms: Mutex<HashMap<&'static str, Histogram>>,
+}
+
+impl Handles {
+    fn record(&self, upstream: &str, method: &'static str, outcome: &'static str, seconds: f64) {
+        let counter = lock(&self.counters)
+            .entry((method, outcome))
+            .or_insert_with(|| {
+                metrics::counter!(REQUESTS, "upstream" => upstream.to_owned(), "method" => method, "outcome" => outcome)
+            })
+            .clone();
+        counter.increment(1);
+        let histogram = lock(&self.histograms)
+            .entry(method)
+            .or_insert_with(|| metrics::histogram!(DURATION, "upstream" => upstream.to_owned(), "method" => method))
+            .clone();
+        histogram.record(seconds);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<S> Service<Request<RpcBody>> for Measure<S>
@@ -190,7 +228,7 @@ where
         };
         ResponseFuture {
             future: self.inner.call(req),
-            labels: method.map(|method| (self.upstream.clone(), method)),
+            labels: method.map(|method| (self.upstream.clone(), self.handles.clone(), method)),
             started: Instant::now(),
         }
     }
@@ -201,7 +239,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
-        labels: Option<(Arc<str>, &'static str)>,
+        labels: Option<(Arc<str>, Arc<Handles>, &'static str)>,
         started: Instant,
     }
 }
@@ -223,12 +261,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.future.poll(cx));
-        if let (Some((upstream, method)), Ok(response)) = (this.labels.take(), &result) {
-            let outcome = outcome_label(response);
-            metrics::counter!(REQUESTS, "upstream" => upstream.to_string(), "method" => method, "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!(DURATION, "upstream" => upstream.to_string(), "method" => method)
-                .record(this.started.elapsed().as_secs_f64());
+        if let (Some((upstream, handles, method)), Ok(response)) = (this.labels.take(), &result) {
+            handles.record(
+                &upstream,
+                method,
+                outcome_label(response),
+                this.started.elapsed().as_secs_f64(),
+            );
         }
         Poll::Ready(result)
     }

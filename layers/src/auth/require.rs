@@ -9,8 +9,13 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::{JwtError, JwtSecret, metrics::AUTH_FAILURES, secret::unix_now};
+use super::{
+    JwtError, JwtSecret,
+    metrics::AUTH_FAILURES,
+    secret::{TimeWindow, unix_now},
+};
 use crate::warn::WarnLimiter;
+use std::sync::{Arc, Mutex};
 
 /// Layer that requires a valid Engine API JWT on every request. See the [module docs](super).
 #[derive(Clone, Debug)]
@@ -38,12 +43,52 @@ impl<S> Layer<S> for RequireJwtLayer {
 pub struct RequireJwt<S> {
     inner: S,
     secret: JwtSecret,
+    last: Arc<Mutex<Option<(Box<[u8]>, TimeWindow)>>>,
+}
+
+/// Constant-time equality: the cached token must not leak through comparison timing.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+impl<S> RequireJwt<S> {
+    /// Checks the `Authorization` header. op-node signs `{"iat": now}` with one-second resolution,
+    /// so consecutive requests carry the very same token: one that was verified before only needs
+    /// its time window checked again, not its HMAC.
+    fn check(&self, header: Option<&[u8]>, now: u64) -> Result<(), JwtError> {
+        let token = header
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .ok_or(JwtError::Missing)?;
+        {
+            let last = self
+                .last
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some((cached, window)) = last.as_ref()
+                && same_token(cached, token)
+            {
+                return window.check(now);
+            }
+        }
+        let text = std::str::from_utf8(token).map_err(|_| JwtError::Missing)?;
+        let window = self.secret.verify(text)?;
+        window.check(now)?;
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((token.into(), window));
+        Ok(())
+    }
 }
 
 impl<S> RequireJwt<S> {
     /// Guards `inner` with tokens signed with `secret`.
     pub fn new(inner: S, secret: JwtSecret) -> Self {
-        Self { inner, secret }
+        Self {
+            inner,
+            secret,
+            last: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The layer form of [`RequireJwt::new`].
@@ -87,7 +132,7 @@ where
             .headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        match self.secret.validate_header(header, unix_now()) {
+        match self.check(header, unix_now()) {
             Ok(()) => ResponseFuture {
                 kind: Kind::Authorized {
                     future: self.inner.call(req),
@@ -230,6 +275,28 @@ mod tests {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(body_text(response).await, "stale token\n");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_cached_token_is_still_held_to_the_clock() {
+        let secret = JwtSecret::from_bytes([1; 32]);
+        let svc = RequireJwt::new((), secret.clone());
+        let header = format!("Bearer {}", secret.token(1_000).expect("token"));
+        assert_eq!(svc.check(Some(header.as_bytes()), 1_000), Ok(()));
+        assert_eq!(svc.check(Some(header.as_bytes()), 1_030), Ok(()), "cached");
+        assert_eq!(
+            svc.check(Some(header.as_bytes()), 1_061),
+            Err(JwtError::Stale),
+            "cached, but stale"
+        );
+        let forged = format!(
+            "Bearer {}",
+            JwtSecret::from_bytes([2; 32]).token(1_000).expect("token")
+        );
+        assert_eq!(
+            svc.check(Some(forged.as_bytes()), 1_000),
+            Err(JwtError::BadSignature)
+        );
     }
 
     #[tokio::test]

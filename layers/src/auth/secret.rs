@@ -125,6 +125,11 @@ impl JwtSecret {
     ///
     /// The [`JwtError`] that explains the refusal.
     pub fn validate(&self, token: &str, now: u64) -> Result<(), JwtError> {
+        self.verify(token).and_then(|window| window.check(now))
+    }
+
+    /// Verifies the signature and reads the claims, without looking at the clock.
+    pub(crate) fn verify(&self, token: &str) -> Result<TimeWindow, JwtError> {
         let data =
             jsonwebtoken::decode::<Claims>(token.as_bytes(), &self.decoding, &self.validation)
                 .map_err(|e| match e.kind() {
@@ -132,17 +137,10 @@ impl JwtSecret {
                     kind => JwtError::Malformed(format!("{kind:?}")),
                 })?;
         let iat = data.claims.iat.ok_or(JwtError::MissingIat)?;
-        if now.abs_diff(iat) > JWT_MAX_IAT_DIFF_SECS {
-            return Err(if iat < now {
-                JwtError::Stale
-            } else {
-                JwtError::Future
-            });
-        }
-        if data.claims.exp.is_some_and(|exp| now > exp) {
-            return Err(JwtError::Expired);
-        }
-        Ok(())
+        Ok(TimeWindow {
+            iat,
+            exp: data.claims.exp,
+        })
     }
 
     /// Checks the `Authorization` header value of a request (`Bearer <token>`) at time `now`.
@@ -157,6 +155,30 @@ impl JwtSecret {
             .and_then(|t| std::str::from_utf8(t).ok())
             .ok_or(JwtError::Missing)?;
         self.validate(token, now)
+    }
+}
+
+/// The time claims of a verified token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimeWindow {
+    iat: u64,
+    exp: Option<u64>,
+}
+
+impl TimeWindow {
+    /// Whether the token is valid at `now`: `iat` within ±60 s, `exp` not passed.
+    pub(crate) fn check(self, now: u64) -> Result<(), JwtError> {
+        if now.abs_diff(self.iat) > JWT_MAX_IAT_DIFF_SECS {
+            return Err(if self.iat < now {
+                JwtError::Stale
+            } else {
+                JwtError::Future
+            });
+        }
+        if self.exp.is_some_and(|exp| now > exp) {
+            return Err(JwtError::Expired);
+        }
+        Ok(())
     }
 }
 

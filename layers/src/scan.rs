@@ -1,0 +1,249 @@
+//! A JSON scanner that finds the top-level members of a JSON-RPC envelope without parsing values.
+//!
+//! serde_json's `RawValue` still walks every byte of a value it keeps raw, one at a time: for a
+//! 1 MiB `engine_newPayload`, that is most of a millisecond spent learning where `params` ends.
+//! Here a string body is skipped with `memchr`, which finds its closing quote at memory speed.
+//!
+//! The envelope's own syntax is checked strictly (object, keys, colons, commas, one value each,
+//! nothing after the end). Nested values are checked for balanced brackets and terminated strings
+//! only: their contents are the upstream's to judge, and it answers malformed ones itself.
+
+use std::ops::Range;
+
+/// Why a text is not a well-formed envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScanError {
+    /// Not JSON where JSON was expected, or truncated.
+    Syntax,
+    /// Well-formed, but not an object (a batch element or body that is a number, a string...).
+    NotAnObject,
+    /// A member appears twice: decoders disagree on which one counts, so none does.
+    DuplicateMember,
+    /// A key is escaped (it could spell `method`): only a full decoder can tell.
+    NeedsDecoder,
+}
+
+/// Where the members of interest sit in the scanned text.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Members {
+    pub(crate) method: Option<Range<usize>>,
+    pub(crate) id: Option<Range<usize>>,
+    pub(crate) params: Option<Range<usize>>,
+}
+
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// `i` is at an opening quote; returns the index just past the closing one.
+fn skip_string(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
+    let mut at = i + 1;
+    loop {
+        let rest = bytes.get(at..).ok_or(ScanError::Syntax)?;
+        match memchr::memchr2(b'"', b'\\', rest) {
+            Some(offset) if rest[offset] == b'"' => return Ok(at + offset + 1),
+            // An escape: the next byte is taken literally (`\"` does not close the string).
+            Some(offset) => at += offset + 2,
+            None => return Err(ScanError::Syntax),
+        }
+    }
+}
+
+/// `i` is at `{` or `[`; returns the index just past the matching close.
+fn skip_nested(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
+    let mut stack: Vec<u8> = Vec::with_capacity(8);
+    let mut at = i;
+    while let Some(&b) = bytes.get(at) {
+        match b {
+            b'"' => {
+                at = skip_string(bytes, at)?;
+                continue;
+            }
+            b'{' => stack.push(b'}'),
+            b'[' => stack.push(b']'),
+            b'}' | b']' => {
+                if stack.pop() != Some(b) {
+                    return Err(ScanError::Syntax);
+                }
+                if stack.is_empty() {
+                    return Ok(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    Err(ScanError::Syntax)
+}
+
+/// `i` is at the first byte of a value; returns the index just past it.
+fn skip_value(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
+    match bytes.get(i) {
+        Some(b'"') => skip_string(bytes, i),
+        Some(b'{' | b'[') => skip_nested(bytes, i),
+        Some(b't') if bytes[i..].starts_with(b"true") => Ok(i + 4),
+        Some(b'f') if bytes[i..].starts_with(b"false") => Ok(i + 5),
+        Some(b'n') if bytes[i..].starts_with(b"null") => Ok(i + 4),
+        Some(b'-' | b'0'..=b'9') => {
+            let end = bytes[i..]
+                .iter()
+                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(bytes.len(), |n| i + n);
+            Ok(end)
+        }
+        _ => Err(ScanError::Syntax),
+    }
+}
+
+/// Scans one JSON object: the spans of its `method`, `id` and `params` members.
+pub(crate) fn object(bytes: &[u8]) -> Result<Members, ScanError> {
+    let mut i = skip_ws(bytes, 0);
+    match bytes.get(i) {
+        Some(b'{') => {}
+        Some(_) => {
+            // A value of another kind is an invalid request; anything else is a syntax error.
+            let end = skip_value(bytes, i)?;
+            return if skip_ws(bytes, end) == bytes.len() {
+                Err(ScanError::NotAnObject)
+            } else {
+                Err(ScanError::Syntax)
+            };
+        }
+        None => return Err(ScanError::Syntax),
+    }
+    let mut members = Members::default();
+    i = skip_ws(bytes, i + 1);
+    if bytes.get(i) == Some(&b'}') {
+        return end_of_text(bytes, i + 1).map(|()| members);
+    }
+    loop {
+        if bytes.get(i) != Some(&b'"') {
+            return Err(ScanError::Syntax);
+        }
+        let key_end = skip_string(bytes, i)?;
+        let key = &bytes[i + 1..key_end - 1];
+        i = skip_ws(bytes, key_end);
+        if bytes.get(i) != Some(&b':') {
+            return Err(ScanError::Syntax);
+        }
+        let start = skip_ws(bytes, i + 1);
+        let end = skip_value(bytes, start)?;
+        let slot = match key {
+            b"method" => Some(&mut members.method),
+            b"id" => Some(&mut members.id),
+            b"params" => Some(&mut members.params),
+            // An escaped key could spell one of ours: let the exact decoder judge.
+            key if key.contains(&b'\\') => return Err(ScanError::NeedsDecoder),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if slot.is_some() {
+                return Err(ScanError::DuplicateMember);
+            }
+            *slot = Some(start..end);
+        }
+        i = skip_ws(bytes, end);
+        match bytes.get(i) {
+            Some(b',') => i = skip_ws(bytes, i + 1),
+            Some(b'}') => return end_of_text(bytes, i + 1).map(|()| members),
+            _ => return Err(ScanError::Syntax),
+        }
+    }
+}
+
+fn end_of_text(bytes: &[u8], i: usize) -> Result<(), ScanError> {
+    if skip_ws(bytes, i) == bytes.len() {
+        Ok(())
+    } else {
+        Err(ScanError::Syntax)
+    }
+}
+
+/// Scans a JSON array: the span of each element.
+pub(crate) fn array(bytes: &[u8]) -> Result<Vec<Range<usize>>, ScanError> {
+    let mut i = skip_ws(bytes, 0);
+    if bytes.get(i) != Some(&b'[') {
+        return Err(ScanError::Syntax);
+    }
+    let mut elements = Vec::new();
+    i = skip_ws(bytes, i + 1);
+    if bytes.get(i) == Some(&b']') {
+        return end_of_text(bytes, i + 1).map(|()| elements);
+    }
+    loop {
+        let end = skip_value(bytes, i)?;
+        elements.push(i..end);
+        i = skip_ws(bytes, end);
+        match bytes.get(i) {
+            Some(b',') => i = skip_ws(bytes, i + 1),
+            Some(b']') => return end_of_text(bytes, i + 1).map(|()| elements),
+            _ => return Err(ScanError::Syntax),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(text: &str) -> Result<(Option<&str>, Option<&str>, Option<&str>), ScanError> {
+        let m = object(text.as_bytes())?;
+        let get = |r: Option<Range<usize>>| r.map(|r| &text[r]);
+        Ok((get(m.method), get(m.id), get(m.params)))
+    }
+
+    #[test]
+    fn finds_members_with_nested_and_escaped_values() {
+        let text = r#" { "jsonrpc" : "2.0", "params" : [ {"a":"x\"]}"}, [1, -2.5e3], null ], "id": "q\\", "method":"m" } "#;
+        assert_eq!(
+            spans(text),
+            Ok((
+                Some(r#""m""#),
+                Some(r#""q\\""#),
+                Some(r#"[ {"a":"x\"]}"}, [1, -2.5e3], null ]"#)
+            ))
+        );
+    }
+
+    #[test]
+    fn rejects_broken_envelopes() {
+        for text in [
+            "",
+            "{",
+            r#"{"method":"m""#,
+            r#"{"method" "m"}"#,
+            r#"{"method":"m",}"#,
+            r#"{"method":"m"} x"#,
+            r#"{"params":[1}"#,
+            r#"{"params":"unterminated}"#,
+            r#"{"id":tru}"#,
+        ] {
+            assert_eq!(object(text.as_bytes()), Err(ScanError::Syntax), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn other_values_are_not_objects_and_duplicates_are_refused() {
+        assert_eq!(object(b" 12 "), Err(ScanError::NotAnObject));
+        assert_eq!(object(br#""x""#), Err(ScanError::NotAnObject));
+        assert_eq!(
+            object(br#"{"method":"a","method":"b"}"#),
+            Err(ScanError::DuplicateMember)
+        );
+    }
+
+    #[test]
+    fn arrays_split_into_elements() {
+        let text = r#"[ {"id":1}, 2 ,"three", [4] ]"#;
+        let parts: Vec<&str> = array(text.as_bytes())
+            .expect("array")
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert_eq!(parts, [r#"{"id":1}"#, "2", r#""three""#, "[4]"]);
+        assert_eq!(array(b"[1,"), Err(ScanError::Syntax));
+    }
+}
