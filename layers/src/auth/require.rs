@@ -43,8 +43,11 @@ impl<S> Layer<S> for RequireJwtLayer {
 pub struct RequireJwt<S> {
     inner: S,
     secret: JwtSecret,
-    last: Arc<Mutex<Option<(Box<[u8]>, TimeWindow)>>>,
+    last: Arc<Mutex<Option<VerifiedToken>>>,
 }
+
+/// The last token that passed the HMAC check, with its time claims.
+type VerifiedToken = (Box<[u8]>, TimeWindow);
 
 /// Constant-time equality: the cached token must not leak through comparison timing.
 fn same_token(a: &[u8], b: &[u8]) -> bool {
