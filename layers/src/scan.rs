@@ -189,7 +189,9 @@ pub(crate) fn array(bytes: &[u8]) -> Result<Vec<Range<usize>>, ScanError> {
 mod tests {
     use super::*;
 
-    fn spans(text: &str) -> Result<(Option<&str>, Option<&str>, Option<&str>), ScanError> {
+    type Spans<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn spans(text: &str) -> Result<Spans<'_>, ScanError> {
         let m = object(text.as_bytes())?;
         let get = |r: Option<Range<usize>>| r.map(|r| &text[r]);
         Ok((get(m.method), get(m.id), get(m.params)))
