@@ -31,9 +31,12 @@
 use alloy_eips::eip7685::Requests;
 use alloy_primitives::{B256, U256};
 use alloy_rpc_types_engine::{
-    ExecutionPayloadEnvelopeV2, ExecutionPayloadFieldV2, ExecutionPayloadV1, ForkchoiceState,
-    PayloadId,
+    BlobsBundleV1, ExecutionPayloadEnvelopeV2, ExecutionPayloadFieldV2, ExecutionPayloadV1,
+    ForkchoiceState, PayloadId,
 };
+use bytes::Bytes;
+
+use crate::jsonrpc::ErrorObject;
 use op_alloy_rpc_types_engine::{
     OpExecutionData, OpExecutionPayload, OpExecutionPayloadEnvelopeV3, OpExecutionPayloadEnvelopeV4,
 };
@@ -144,6 +147,67 @@ pub enum Envelope {
     V3(OpExecutionPayloadEnvelopeV3),
     /// `engine_getPayloadV4` and `V5` (Isthmus and later; V5 reuses V4's shape).
     V4(OpExecutionPayloadEnvelopeV4),
+}
+
+/// A getPayload envelope written out (see [`Envelope::write`]).
+#[derive(Clone, Debug)]
+pub struct Written {
+    envelope: Bytes,
+    payload: std::ops::Range<usize>,
+    version: u8,
+    beacon: Option<B256>,
+}
+
+impl Written {
+    /// The envelope: the `result` of op-geth's getPayload answer.
+    pub fn envelope(&self) -> &Bytes {
+        &self.envelope
+    }
+
+    /// The `engine_newPayload` version and params for this payload.
+    pub fn new_payload_params(&self) -> (u8, Vec<u8>) {
+        let payload = &self.envelope[self.payload.clone()];
+        let mut params = Vec::with_capacity(payload.len() + 96);
+        params.push(b'[');
+        params.extend_from_slice(payload);
+        if let Some(beacon) = self.beacon {
+            params.extend_from_slice(b",[],");
+            hex(&mut params, beacon.as_slice());
+            if self.version == 4 {
+                params.extend_from_slice(b",[]");
+            }
+        }
+        params.push(b']');
+        (self.version, params)
+    }
+}
+
+/// Why a getPayload answer yields no envelope.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The answer is a JSON-RPC error.
+    #[error("JSON-RPC error {}: {}", .0.code, .0.message)]
+    Rpc(ErrorObject),
+    /// The answer is not the envelope of the version asked for.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(b"\"0x");
+    let start = out.len();
+    out.resize(start + 2 * bytes.len(), 0);
+    // The space is exactly twice the input: encoding cannot fail.
+    let _ = alloy_primitives::hex::encode_to_slice(bytes, &mut out[start..]);
+    out.push(b'"');
+}
+
+fn quantity(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(format!("\"{value:#x}\"").as_bytes());
+}
+
+fn quantity_u256(out: &mut Vec<u8>, value: U256) {
+    out.extend_from_slice(format!("\"{value:#x}\"").as_bytes());
 }
 
 /// Why an envelope could not be read.
@@ -287,44 +351,193 @@ impl Envelope {
 
     /// The canonical JSON of this envelope: what op-geth answers getPayload with.
     pub fn to_json(&self) -> Vec<u8> {
-        let written = match self {
-            Self::V2(e) => serde_json::to_vec(e),
-            Self::V3(e) => serde_json::to_vec(e),
-            Self::V4(e) => serde_json::to_vec(e),
-        };
-        // Plain data: serialization cannot fail.
-        written.unwrap_or_default()
+        self.write().envelope.to_vec()
     }
 
     /// The `engine_newPayload` version and params that validate this payload, as op-node sends
     /// them: `[payload]` (V2), `[payload, [], beaconRoot]` (V3), `[payload, [], beaconRoot, []]`
     /// (V4).
     pub fn new_payload_params(&self) -> (u8, Vec<u8>) {
-        let (version, payload, beacon) = match self {
-            Self::V2(e) => (2, serde_json::to_vec(&e.execution_payload), None),
+        self.write().new_payload_params()
+    }
+
+    /// Writes the envelope out once; op-geth's newPayload params and op-node's answer are both
+    /// cut from these bytes.
+    pub fn write(&self) -> Written {
+        let payload = self.payload();
+        let hex_len: usize = payload.transactions.iter().map(|tx| 2 * tx.len() + 5).sum();
+        let mut out = Vec::with_capacity(hex_len + 2_048);
+        out.extend_from_slice(b"{\"executionPayload\":");
+        let start = out.len();
+        self.write_payload(&mut out);
+        let end = out.len();
+        out.extend_from_slice(b",\"blockValue\":");
+        quantity_u256(&mut out, self.block_value());
+        let (version, beacon) = match self {
+            Self::V2(_) => (2, None),
+            Self::V3(e) => {
+                self.write_sidecar(
+                    &mut out,
+                    &e.blobs_bundle,
+                    e.should_override_builder,
+                    e.parent_beacon_block_root,
+                );
+                (3, Some(e.parent_beacon_block_root))
+            }
+            Self::V4(e) => {
+                self.write_sidecar(
+                    &mut out,
+                    &e.blobs_bundle,
+                    e.should_override_builder,
+                    e.parent_beacon_block_root,
+                );
+                out.extend_from_slice(b",\"executionRequests\":");
+                out.extend_from_slice(
+                    &serde_json::to_vec(&e.execution_requests).unwrap_or_else(|_| b"[]".to_vec()),
+                );
+                (4, Some(e.parent_beacon_block_root))
+            }
+        };
+        out.push(b'}');
+        Written {
+            envelope: out.into(),
+            payload: start..end,
+            version,
+            beacon,
+        }
+    }
+
+    fn write_sidecar(
+        &self,
+        out: &mut Vec<u8>,
+        blobs: &BlobsBundleV1,
+        override_builder: bool,
+        beacon: B256,
+    ) {
+        out.extend_from_slice(b",\"blobsBundle\":");
+        out.extend_from_slice(&serde_json::to_vec(blobs).unwrap_or_default());
+        out.extend_from_slice(if override_builder {
+            b",\"shouldOverrideBuilder\":true".as_slice()
+        } else {
+            b",\"shouldOverrideBuilder\":false".as_slice()
+        });
+        out.extend_from_slice(b",\"parentBeaconBlockRoot\":");
+        hex(out, beacon.as_slice());
+    }
+
+    /// The execution payload object. Hex is written straight into the buffer: serde's
+    /// per-character escape check of megabytes of transactions cost more than the block hash.
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        let withdrawals = self.withdrawals();
+        if withdrawals.is_some_and(|w| !w.is_empty()) {
+            // Never valid on OP (the checks refuse it); written exactly, not fast.
+            let exact = match self {
+                Self::V2(e) => serde_json::to_vec(&e.execution_payload),
+                Self::V3(e) => serde_json::to_vec(&e.execution_payload),
+                Self::V4(e) => serde_json::to_vec(&e.execution_payload),
+            };
+            out.extend_from_slice(&exact.unwrap_or_default());
+            return;
+        }
+        let p = self.payload();
+        out.extend_from_slice(b"{\"parentHash\":");
+        hex(out, p.parent_hash.as_slice());
+        out.extend_from_slice(b",\"feeRecipient\":");
+        hex(out, p.fee_recipient.as_slice());
+        out.extend_from_slice(b",\"stateRoot\":");
+        hex(out, p.state_root.as_slice());
+        out.extend_from_slice(b",\"receiptsRoot\":");
+        hex(out, p.receipts_root.as_slice());
+        out.extend_from_slice(b",\"logsBloom\":");
+        hex(out, p.logs_bloom.as_slice());
+        out.extend_from_slice(b",\"prevRandao\":");
+        hex(out, p.prev_randao.as_slice());
+        for (key, value) in [
+            (&b",\"blockNumber\":"[..], p.block_number),
+            (b",\"gasLimit\":", p.gas_limit),
+            (b",\"gasUsed\":", p.gas_used),
+            (b",\"timestamp\":", p.timestamp),
+        ] {
+            out.extend_from_slice(key);
+            quantity(out, value);
+        }
+        out.extend_from_slice(b",\"extraData\":");
+        hex(out, &p.extra_data);
+        out.extend_from_slice(b",\"baseFeePerGas\":");
+        quantity_u256(out, p.base_fee_per_gas);
+        out.extend_from_slice(b",\"blockHash\":");
+        hex(out, p.block_hash.as_slice());
+        out.extend_from_slice(b",\"transactions\":[");
+        for (i, tx) in p.transactions.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            hex(out, tx);
+        }
+        out.push(b']');
+        if withdrawals.is_some() {
+            out.extend_from_slice(b",\"withdrawals\":[]");
+        }
+        let (blob_gas, withdrawals_root) = match self {
+            Self::V2(_) => (None, None),
             Self::V3(e) => (
-                3,
-                serde_json::to_vec(&e.execution_payload),
-                Some(e.parent_beacon_block_root),
+                Some((
+                    e.execution_payload.blob_gas_used,
+                    e.execution_payload.excess_blob_gas,
+                )),
+                None,
             ),
             Self::V4(e) => (
-                4,
-                serde_json::to_vec(&e.execution_payload),
-                Some(e.parent_beacon_block_root),
+                Some((
+                    e.execution_payload.payload_inner.blob_gas_used,
+                    e.execution_payload.payload_inner.excess_blob_gas,
+                )),
+                Some(e.execution_payload.withdrawals_root),
             ),
         };
-        let payload = payload.unwrap_or_default();
-        let mut params = Vec::with_capacity(payload.len() + 96);
-        params.push(b'[');
-        params.extend_from_slice(&payload);
-        if let Some(beacon) = beacon {
-            params.extend_from_slice(format!(",[],\"{beacon}\"").as_bytes());
-            if version == 4 {
-                params.extend_from_slice(b",[]");
+        if let Some((used, excess)) = blob_gas {
+            out.extend_from_slice(b",\"blobGasUsed\":");
+            quantity(out, used);
+            out.extend_from_slice(b",\"excessBlobGas\":");
+            quantity(out, excess);
+        }
+        if let Some(root) = withdrawals_root {
+            out.extend_from_slice(b",\"withdrawalsRoot\":");
+            hex(out, root.as_slice());
+        }
+        out.push(b'}');
+    }
+
+    /// Reads a whole JSON-RPC answer to `engine_getPayloadV{version}` in one pass.
+    ///
+    /// # Errors
+    ///
+    /// The JSON-RPC error the answer carries, or why it is not that version's envelope.
+    pub fn parse_answer(version: u8, body: &[u8]) -> Result<Self, AnswerError> {
+        #[derive(Deserialize)]
+        struct Answer<T> {
+            #[serde(default = "Option::default")]
+            result: Option<T>,
+            #[serde(default)]
+            error: Option<ErrorObject>,
+        }
+        fn read<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AnswerError> {
+            let answer: Answer<T> =
+                serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+            match (answer.result, answer.error) {
+                (_, Some(error)) => Err(AnswerError::Rpc(error)),
+                (Some(result), None) => Ok(result),
+                (None, None) => Err(AnswerError::Malformed("neither result nor error".into())),
             }
         }
-        params.push(b']');
-        (version, params)
+        match version {
+            2 => read(body).map(Self::V2),
+            3 => read(body).map(Self::V3),
+            4 | 5 => read(body).map(Self::V4),
+            other => Err(AnswerError::Malformed(format!(
+                "unsupported getPayload version {other}"
+            ))),
+        }
     }
 
     /// The encoded size of the transactions, in bytes.
@@ -381,6 +594,97 @@ mod tests {
         let (_, attrs) = forkchoice_params(with.as_bytes()).expect("attrs");
         assert!(attrs.is_some_and(no_tx_pool));
         assert!(forkchoice_params(b"[1]").is_err());
+    }
+
+    fn payload_json(v2: bool, v3: bool, v4: bool) -> serde_json::Value {
+        let mut payload = serde_json::json!({
+            "parentHash": format!("0x{}", "11".repeat(32)),
+            "feeRecipient": "0x4200000000000000000000000000000000000011",
+            "stateRoot": format!("0x{}", "22".repeat(32)),
+            "receiptsRoot": format!("0x{}", "33".repeat(32)),
+            "logsBloom": format!("0x{}", "00".repeat(256)),
+            "prevRandao": format!("0x{}", "44".repeat(32)),
+            "blockNumber": "0x10",
+            "gasLimit": "0x1c9c380",
+            "gasUsed": "0x0",
+            "timestamp": "0x6553f100",
+            "extraData": "0x00000000fa00000006",
+            "baseFeePerGas": "0x3b9aca00",
+            "blockHash": format!("0x{}", "55".repeat(32)),
+            "transactions": ["0x7e01", "0x02abcdef"],
+        });
+        if v2 {
+            payload["withdrawals"] = serde_json::json!([]);
+        }
+        if v3 {
+            payload["blobGasUsed"] = serde_json::json!("0x0");
+            payload["excessBlobGas"] = serde_json::json!("0x7");
+        }
+        if v4 {
+            payload["withdrawalsRoot"] = serde_json::json!(format!("0x{}", "66".repeat(32)));
+        }
+        payload
+    }
+
+    #[test]
+    fn written_envelopes_equal_serdes_and_params_follow_op_node() {
+        let beacon = format!("0x{}", "77".repeat(32));
+        let sidecar = serde_json::json!({"commitments": [], "proofs": [], "blobs": []});
+        let cases = [
+            (
+                2,
+                serde_json::json!({"executionPayload": payload_json(false, false, false), "blockValue": "0x0"}),
+            ),
+            (
+                2,
+                serde_json::json!({"executionPayload": payload_json(true, false, false), "blockValue": "0x5"}),
+            ),
+            (
+                3,
+                serde_json::json!({"executionPayload": payload_json(true, true, false), "blockValue": "0x3039",
+                "blobsBundle": sidecar, "shouldOverrideBuilder": true, "parentBeaconBlockRoot": beacon}),
+            ),
+            (
+                4,
+                serde_json::json!({"executionPayload": payload_json(true, true, true), "blockValue": "0x3039",
+                "blobsBundle": sidecar, "shouldOverrideBuilder": false, "parentBeaconBlockRoot": beacon,
+                "executionRequests": []}),
+            ),
+        ];
+        for (version, value) in cases {
+            let envelope = Envelope::parse(version, value.to_string().as_bytes()).expect("parses");
+            let serde_value = match &envelope {
+                Envelope::V2(e) => serde_json::to_value(e),
+                Envelope::V3(e) => serde_json::to_value(e),
+                Envelope::V4(e) => serde_json::to_value(e),
+            }
+            .expect("serde");
+            let written = envelope.write();
+            let ours: serde_json::Value =
+                serde_json::from_slice(written.envelope()).expect("valid JSON");
+            assert_eq!(ours, serde_value, "v{version}");
+            let (new_version, params) = written.new_payload_params();
+            let params: serde_json::Value = serde_json::from_slice(&params).expect("params JSON");
+            let expected = match new_version {
+                2 => serde_json::json!([serde_value["executionPayload"]]),
+                3 => serde_json::json!([serde_value["executionPayload"], [], beacon]),
+                _ => serde_json::json!([serde_value["executionPayload"], [], beacon, []]),
+            };
+            assert_eq!(params, expected, "v{version}");
+            let answer = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{}}}"#,
+                String::from_utf8_lossy(written.envelope())
+            );
+            assert_eq!(
+                Envelope::parse_answer(version, answer.as_bytes()).ok(),
+                Some(envelope)
+            );
+        }
+        let error =
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-38001,"message":"Unknown payload"}}"#;
+        assert!(
+            matches!(Envelope::parse_answer(4, error), Err(AnswerError::Rpc(e)) if e.code == -38001)
+        );
     }
 
     #[test]

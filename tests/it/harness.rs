@@ -296,11 +296,20 @@ pub async fn try_get(url: &str) -> Result<(http::StatusCode, Bytes), String> {
 /// The `/healthz` status of `addr`, polled until it equals `want` (each poll is an HTTP round
 /// trip, so the background check it waits for gets to run).
 pub async fn healthz_becomes(addr: SocketAddr, want: http::StatusCode) -> serde_json::Value {
+    healthz_until(addr, want, |_| true).await
+}
+
+/// Like [`healthz_becomes`], until the body also satisfies `done`.
+pub async fn healthz_until(
+    addr: SocketAddr,
+    want: http::StatusCode,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let url = format!("http://{addr}/healthz");
     let mut last = None;
     for _ in 0..2_000 {
         let (status, body) = get(&url).await;
-        if status == want {
+        if status == want && done(&json(&body)) {
             return json(&body);
         }
         last = Some((status, body));

@@ -6,7 +6,7 @@ use http::StatusCode;
 use switchyard_layers::builder::ExecutionMode;
 use switchyard_sim::{Fault, Fork};
 
-use crate::harness::{Net, fresh_spec, get, healthz_becomes, spec};
+use crate::harness::{Net, fresh_spec, get, healthz_becomes, healthz_until, spec};
 
 fn fast_checks(config: &mut switchyard::Config) {
     config.builder_policy.health_interval = Duration::from_millis(20);
@@ -88,7 +88,11 @@ async fn a_stale_op_geth_head_is_unavailable() {
         .log()
         .wait_for_count("eth_getBlockByNumber", 1)
         .await;
-    let body = healthz_becomes(net.proxy.addr, StatusCode::SERVICE_UNAVAILABLE).await;
+    // Before the first check it is 503 too ("unknown"): wait for the verdict itself.
+    let body = healthz_until(net.proxy.addr, StatusCode::SERVICE_UNAVAILABLE, |b| {
+        b["detail"]["l2"]["status"] != "unknown"
+    })
+    .await;
     assert_eq!(body["detail"]["l2"]["status"], "stale");
     // Blocks still flow: health is a verdict for op-conductor, not a gate.
     net.step().await;

@@ -112,6 +112,25 @@ impl BuilderClient {
     ///
     /// Any failure, typed.
     pub async fn call(&self, method: &str, params: &[u8]) -> Result<Bytes, BuilderError> {
+        let body = self.call_answer(method, params).await?;
+        let answer =
+            RpcResponse::from_slice(&body).map_err(|e| BuilderError::Malformed(e.to_string()))?;
+        if let Some(error) = answer.error {
+            return Err(BuilderError::Rpc(error));
+        }
+        let result = answer
+            .result
+            .ok_or_else(|| BuilderError::Malformed("neither result nor error".into()))?;
+        Ok(body.slice_ref(result.get().as_bytes()))
+    }
+
+    /// Calls `method` and returns the whole JSON-RPC answer, unread: for callers that decode it
+    /// in one typed pass.
+    ///
+    /// # Errors
+    ///
+    /// A transport failure or an HTTP status other than 200.
+    pub async fn call_answer(&self, method: &str, params: &[u8]) -> Result<Bytes, BuilderError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
         let call = RpcCall::new(method, id.as_bytes(), params);
         let mut request = Request::post("/")
@@ -136,14 +155,6 @@ impl BuilderClient {
             Ok(collected) => collected.to_bytes(),
             Err(never) => match never {},
         };
-        let answer =
-            RpcResponse::from_slice(&body).map_err(|e| BuilderError::Malformed(e.to_string()))?;
-        if let Some(error) = answer.error {
-            return Err(BuilderError::Rpc(error));
-        }
-        let result = answer
-            .result
-            .ok_or_else(|| BuilderError::Malformed("neither result nor error".into()))?;
-        Ok(body.slice_ref(result.get().as_bytes()))
+        Ok(body)
     }
 }
