@@ -242,6 +242,7 @@ fn payloads(c: &mut Criterion) {
         envelope.len() / 1024
     );
     check_payload(&parsed, &job).unwrap();
+    let answer = Bytes::from(jsonrpc::result_response(b"1", &envelope).to_vec());
 
     let mut group = c.benchmark_group("payload_1mib");
     group
@@ -260,10 +261,17 @@ fn payloads(c: &mut Criterion) {
     group.bench_function("check_attributes_and_hash", |b| {
         b.iter(|| check_payload(black_box(&parsed), &job).unwrap())
     });
-    group.bench_function("reencode", |b| b.iter(|| black_box(parsed.to_json())));
-    group.bench_function("new_payload_params", |b| {
-        b.iter(|| black_box(parsed.new_payload_params()))
+    group.bench_function("decode_answer", |b| {
+        b.iter(|| Envelope::parse_answer(4, black_box(&answer)).unwrap())
     });
+    group.bench_function("write_once", |b| b.iter(|| black_box(parsed.write())));
+    group.bench_function("write_serde", |b| {
+        b.iter(|| match &parsed {
+            Envelope::V4(e) => black_box(serde_json::to_vec(e).unwrap()),
+            _ => unreachable!(),
+        })
+    });
+
     group.finish();
     report(
         "payload_1mib",
@@ -271,10 +279,11 @@ fn payloads(c: &mut Criterion) {
         &[
             "parse_envelope_small",
             "decode_payload",
+            "decode_answer",
             "block_hash",
             "check_attributes_and_hash",
-            "reencode",
-            "new_payload_params",
+            "write_once",
+            "write_serde",
         ],
     );
 }

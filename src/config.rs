@@ -236,6 +236,11 @@ pub struct RunArgs {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Threads that serve requests. One is right for a sidecar: its work per request is
+    /// microseconds, and handing requests between threads costs more than it buys on a sequencer
+    /// host; the CPU-heavy checks of builder payloads run on separate blocking threads anyway.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: tracing::Level,

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     init_tracing(&cli.run);
-    match run(config) {
+    match run(config, cli.run.worker_threads.max(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(target: "switchyard", error = format!("{error:#}"), "exiting");
@@ -39,8 +39,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, worker_threads: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
         .enable_all()
         .build()
         .context("starting the runtime")?;

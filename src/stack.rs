@@ -45,6 +45,7 @@ impl Parts {
         let lanes = LaneConfig {
             engine_capacity: policy.engine_queue,
             transaction_capacity: policy.transaction_queue,
+            ..LaneConfig::default()
         };
         let builders = config
             .builders

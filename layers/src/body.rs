@@ -97,6 +97,7 @@ pin_project! {
         #[pin]
         deadline: Option<Sleep>,
         timeout: Duration,
+        timed: bool,
         limit: usize,
         first: Option<Bytes>,
         rest: Option<BytesMut>,
@@ -118,8 +119,10 @@ impl<B> CollectCapped<B> {
     pub fn new(body: B, limit: usize, timeout: Option<Duration>) -> Self {
         Self {
             body,
-            deadline: timeout.map(tokio::time::sleep),
+            // Armed at the first wait only: a body already complete costs no timer.
+            deadline: None,
             timeout: timeout.unwrap_or_default(),
+            timed: timeout.is_some(),
             limit,
             first: None,
             rest: None,
@@ -147,6 +150,9 @@ where
             let frame = match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
+                    if *this.timed && this.deadline.is_none() {
+                        this.deadline.set(Some(tokio::time::sleep(*this.timeout)));
+                    }
                     if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
                         ready!(deadline.poll(cx));
                         return Poll::Ready(Err(BodyError::TimedOut(*this.timeout)));

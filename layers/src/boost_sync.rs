@@ -111,10 +111,9 @@ where
             && self.layer.mode.get() != ExecutionMode::Disabled
             && is_chain_update(call)
         {
-            let params = call.params_bytes().cloned().unwrap_or_default();
             for builder in self.layer.builders.iter() {
                 // A full lane is counted by the lane itself; op-node's call goes on regardless.
-                let _ = builder.send_engine(call.method(), params.clone(), Reply::None);
+                let _ = builder.send_engine(call, Reply::None);
             }
         }
         self.inner.call(req)

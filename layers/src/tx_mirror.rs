@@ -82,9 +82,8 @@ where
         if let Some(call) = req.extensions().get::<RpcCall>()
             && MIRRORED.contains(&call.method())
         {
-            let params = call.params_bytes().cloned().unwrap_or_default();
             for builder in self.builders.iter().filter(|b| b.health().is_synced()) {
-                let _ = builder.send_transaction(call.method(), params.clone());
+                let _ = builder.send_transaction(call);
             }
         }
         self.inner.call(req)

@@ -3,10 +3,12 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use bytes::Bytes;
+
 use super::{BuilderClient, BuilderError, BuilderHealth, metrics};
+use crate::jsonrpc::RpcCall;
 
 /// Capacities of a builder's lanes.
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +17,9 @@ pub struct LaneConfig {
     pub engine_capacity: usize,
     /// Mirrored transactions that may wait.
     pub transaction_capacity: usize,
+    /// Bytes of calls that may wait in one lane: a builder that falls behind must not make
+    /// switchyard hold its backlog of megabyte-sized payloads.
+    pub bytes_capacity: usize,
 }
 
 impl Default for LaneConfig {
@@ -22,6 +27,7 @@ impl Default for LaneConfig {
         Self {
             engine_capacity: 64,
             transaction_capacity: 4_096,
+            bytes_capacity: 32 * 1024 * 1024,
         }
     }
 }
@@ -57,8 +63,7 @@ impl std::fmt::Debug for Reply {
 }
 
 struct Job {
-    method: Box<str>,
-    params: Bytes,
+    call: RpcCall,
     reply: Reply,
 }
 
@@ -67,6 +72,8 @@ struct Job {
 pub(super) struct Lane {
     sender: mpsc::Sender<Job>,
     depth: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+    bytes_capacity: usize,
     name: Arc<str>,
     kind: &'static str,
 }
@@ -76,25 +83,29 @@ impl Lane {
         client: BuilderClient,
         kind: &'static str,
         capacity: usize,
+        bytes_capacity: usize,
         health: Option<BuilderHealth>,
     ) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Job>(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(AtomicUsize::new(0));
         let name = client.name().clone();
-        let worker_depth = depth.clone();
+        let (worker_depth, worker_bytes) = (depth.clone(), bytes.clone());
         tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
                 let waiting = worker_depth
                     .fetch_sub(1, Ordering::Relaxed)
                     .saturating_sub(1);
+                worker_bytes.fetch_sub(job.call.bytes().len(), Ordering::Relaxed);
                 metrics::queue_depth(client.name(), kind, waiting);
-                let result = client.call(&job.method, &job.params).await;
+                let method = job.call.method();
+                let result = client.relay(&job.call).await;
                 if let Some(health) = &health {
-                    health.observe(&job.method, &result);
+                    health.observe(method, &result);
                 }
-                metrics::lane_call(client.name(), kind, &job.method, &result);
+                metrics::lane_call(client.name(), kind, method, &result);
                 if let Err(error) = &result {
-                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method = %job.method, %error, "builder call failed");
+                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, %error, "builder call failed");
                 }
                 if let Reply::Callback(reply) = job.reply {
                     reply(result);
@@ -104,16 +115,24 @@ impl Lane {
         Self {
             sender,
             depth,
+            bytes,
+            bytes_capacity,
             name,
             kind,
         }
     }
 
-    pub(super) fn send(&self, method: &str, params: Bytes, reply: Reply) -> Result<(), LaneError> {
+    /// Queues `call`, sent as it is (its own bytes and id) with the builder's JWT.
+    pub(super) fn send(&self, call: &RpcCall, reply: Reply) -> Result<(), LaneError> {
+        let size = call.bytes().len();
+        if self.bytes.load(Ordering::Relaxed) + size > self.bytes_capacity {
+            metrics::dropped(&self.name, self.kind);
+            return Err(LaneError::Full);
+        }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
         let waiting = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         match self.sender.try_send(Job {
-            method: method.into(),
-            params,
+            call: call.clone(),
             reply,
         }) {
             Ok(()) => {
@@ -122,6 +141,7 @@ impl Lane {
             }
             Err(error) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
+                self.bytes.fetch_sub(size, Ordering::Relaxed);
                 metrics::dropped(&self.name, self.kind);
                 match error {
                     mpsc::error::TrySendError::Full(_) => Err(LaneError::Full),

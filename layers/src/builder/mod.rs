@@ -53,7 +53,7 @@ pub use mode::{ExecutionMode, ModeSwitch, UnknownMode};
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use crate::jsonrpc::RpcCall;
 use lane::Lane;
 
 /// One external block builder. See the [module docs](self).
@@ -86,12 +86,14 @@ impl Builder {
                 client.clone(),
                 "engine",
                 lanes.engine_capacity,
+                lanes.bytes_capacity,
                 Some(health.clone()),
             ),
             transactions: Lane::spawn(
                 client.clone(),
                 "transactions",
                 lanes.transaction_capacity,
+                lanes.bytes_capacity,
                 None,
             ),
             client,
@@ -125,8 +127,8 @@ impl Builder {
     /// # Errors
     ///
     /// [`LaneError::Full`] if the lane is full (the call is dropped and counted).
-    pub fn send_engine(&self, method: &str, params: Bytes, reply: Reply) -> Result<(), LaneError> {
-        self.engine.send(method, params, reply)
+    pub fn send_engine(&self, call: &RpcCall, reply: Reply) -> Result<(), LaneError> {
+        self.engine.send(call, reply)
     }
 
     /// Queues a mirrored transaction.
@@ -134,8 +136,8 @@ impl Builder {
     /// # Errors
     ///
     /// [`LaneError::Full`] if the lane is full (the transaction is dropped and counted).
-    pub fn send_transaction(&self, method: &str, params: Bytes) -> Result<(), LaneError> {
-        self.transactions.send(method, params, Reply::None)
+    pub fn send_transaction(&self, call: &RpcCall) -> Result<(), LaneError> {
+        self.transactions.send(call, Reply::None)
     }
 
     /// Calls waiting in the engine lane and the transaction lane.

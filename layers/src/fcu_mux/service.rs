@@ -105,7 +105,7 @@ impl<S> FcuMux<S> {
                 let reply = Reply::Callback(Box::new(move |result| {
                     let _ = answer.send(builder_answer(result));
                 }));
-                match builder.send_engine(call.method(), params.clone(), reply) {
+                match builder.send_engine(call, reply) {
                     Ok(()) => BuilderJob {
                         builder: builder.clone(),
                         fcu,

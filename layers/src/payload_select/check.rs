@@ -69,6 +69,16 @@ impl CheckFailure {
 ///
 /// The first check that fails.
 pub fn check_payload(envelope: &Envelope, job: &PayloadJob) -> Result<(), CheckFailure> {
+    check_attributes(envelope, job)?;
+    check_block_hash(envelope)
+}
+
+/// The cheap part of [`check_payload`]: everything but the block hash.
+///
+/// # Errors
+///
+/// The first check that fails.
+pub fn check_attributes(envelope: &Envelope, job: &PayloadJob) -> Result<(), CheckFailure> {
     let payload = envelope.payload();
     let attrs = &job.attributes;
     let asked = &attrs.payload_attributes;
@@ -127,9 +137,22 @@ pub fn check_payload(envelope: &Envelope, job: &PayloadJob) -> Result<(), CheckF
     expect(
         payload.gas_used <= payload.gas_limit,
         CheckFailure::GasOverLimit,
-    )?;
+    )
+}
+
+/// The dear part of [`check_payload`]: the block hash recomputed from the payload (keccak over
+/// every transaction, for the transactions root) must be the one it claims.
+///
+/// # Errors
+///
+/// [`CheckFailure::BlockHash`].
+pub fn check_block_hash(envelope: &Envelope) -> Result<(), CheckFailure> {
     let recomputed = envelope.block_hash().map_err(|_| CheckFailure::BlockHash)?;
-    expect(recomputed == payload.block_hash, CheckFailure::BlockHash)
+    if recomputed == envelope.payload().block_hash {
+        Ok(())
+    } else {
+        Err(CheckFailure::BlockHash)
+    }
 }
 
 /// Holocene: `0x00 ‖ denominator ‖ elasticity` (9 bytes); Jovian: version `0x01` and `minBaseFee`

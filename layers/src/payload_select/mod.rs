@@ -12,7 +12,9 @@
 //!    field the attributes fixed, the forced transactions as the exact prefix, gas within the
 //!    limit, and the block hash recomputed from the payload;
 //! 4. validates it on op-geth with `engine_newPayload` of the matching version, re-encoded from
-//!    what was checked (see [`Envelope`](crate::engine::Envelope)): only `VALID` counts;
+//!    what was checked (see [`Envelope`](crate::engine::Envelope)): only `VALID` counts. The
+//!    block-hash check (milliseconds of keccak for a big block) runs on a blocking thread at the
+//!    same time, and both must pass;
 //! 5. lets the [`PayloadPolicy`] choose among op-geth's payload and the valid builder payloads,
 //!    and answers in op-geth's envelope format for the version asked, with op-node's id.
 //!
@@ -54,7 +56,7 @@ mod metrics;
 mod policy;
 mod service;
 
-pub use check::{CheckFailure, check_payload};
+pub use check::{CheckFailure, check_attributes, check_block_hash, check_payload};
 pub use decision::{BuilderOutcome, Decision, DecisionSink, Source, Stages};
 pub use layer::{DEFAULT_DEADLINE, PayloadSelectLayer};
 pub use metrics::describe;

@@ -17,7 +17,7 @@ use tower::{Service, ServiceExt};
 
 use super::{
     BuilderOutcome, Decision, Source, Stages, Summary,
-    check::check_payload,
+    check::{check_attributes, check_block_hash},
     layer::Ctx,
     metrics,
     policy::{Choice, PayloadPolicy, SelectionPolicy},
@@ -96,7 +96,7 @@ where
 
 /// A builder payload that passed every check and op-geth's validation.
 struct Candidate {
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
     written: Written,
     summary: Summary,
 }
@@ -415,10 +415,20 @@ where
     };
 
     let step = Instant::now();
-    let checked = check(&answer, version, &job, ctx.max_payload_size);
+    // Milliseconds of CPU for a big payload (the block hash alone is keccak over every
+    // transaction): off the event loop, so that op-node's other calls are not held up.
+    let max_size = ctx.max_payload_size;
+    let checking_job = job.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let envelope = check(&answer, version, &checking_job, max_size)?;
+        let written = envelope.write();
+        Ok::<_, &'static str>((Arc::new(envelope), written))
+    })
+    .await
+    .unwrap_or(Err("check_failed"));
     stages.checks = Some(step.elapsed());
-    let envelope = match checked {
-        Ok(envelope) => envelope,
+    let (envelope, written) = match prepared {
+        Ok(prepared) => prepared,
         Err(reason) => {
             invalid(&builder, reason);
             return Chain::lost(stages, reason);
@@ -427,10 +437,23 @@ where
     let gas_used = Some(envelope.payload().gas_used);
     let block_value = Some(envelope.block_value());
 
+    // op-geth validates while we recompute the hash: both must pass, neither waits for the other.
     let step = Instant::now();
-    let written = envelope.write();
-    let validation = validate(validator, &written).await;
+    let hashing = {
+        let envelope = envelope.clone();
+        tokio::task::spawn_blocking(move || check_block_hash(&envelope))
+    };
+    let (hashed, validation) = tokio::join!(hashing, validate(validator, &written));
     stages.new_payload = Some(step.elapsed());
+    let validation = match hashed {
+        Ok(Ok(())) => validation,
+        Ok(Err(failure)) => Err(failure.label()),
+        Err(_) => Err("check_failed"),
+    };
+    if validation == Err("block_hash") {
+        invalid(&builder, "block_hash");
+        return Chain::lost(stages, "block_hash");
+    }
     let mut chain = match validation {
         Ok(()) => {
             builder.breaker().record_valid();
@@ -477,7 +500,7 @@ fn check(
         AnswerError::Rpc(_) => "rpc_error",
         AnswerError::Malformed(_) => "malformed",
     })?;
-    check_payload(&envelope, job).map_err(|failure| failure.label())?;
+    check_attributes(&envelope, job).map_err(|failure| failure.label())?;
     Ok(envelope)
 }
 

@@ -1,0 +1,609 @@
+//! Loopback load benchmark: what switchyard adds to each call, next to what a bare forwarding
+//! proxy adds, behind the same simulator, all on this machine.
+//!
+//! `cargo bench --bench load` (add `-- --quick` for a short run)
+//!
+//! Three configurations, each behind its own instance of the simulated op-geth (so that their
+//! chains do not interfere): *direct* (the client talks to the simulator), *bare* (a minimal
+//! hyper proxy with pooled keep-alive connections that parses nothing, written for this bench) and
+//! *switchyard* (the real binary, with a simulated builder). Workloads:
+//!
+//! - `eth_blockNumber` at concurrency 1 and 16;
+//! - forkchoice updates with attributes while the builder hangs;
+//! - whole block cycles (FCU+attributes → getPayload → newPayload → FCU), concurrency 1 and 16,
+//!   with small and ~1 MiB payloads (5,000 transactions).
+//!
+//! Configurations are interleaved (direct, bare, switchyard, direct, ...) over several rounds, and
+//! medians taken, since the machine is shared and noisy. The simulators and proxies run as child
+//! processes (this binary re-executed, and switchyard's), so that each proxy's peak resident memory
+//! can be read from `/proc`. The report gives each figure, the latency each proxy adds to direct,
+//! and switchyard's added latency as a ratio of the bare forwarder's.
+
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used
+)]
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use serde_json::json;
+use switchyard_sim::{
+    ChainSpec, EngineClient, EngineSim, Fault, Fork, Forks, Sequencer, SequencerConfig, SimConfig,
+    secret_hex,
+};
+use tokio::time::Instant;
+
+// === child processes ===
+
+/// `--serve-sim <op-geth|builder> <filler count> <filler bytes>`: serve a simulator, print
+/// `ADDR <addr> SECRET <hex>`, run until killed.
+async fn serve_sim(args: &[String]) {
+    let spec = chain_spec();
+    let mut config = match args[0].as_str() {
+        "builder" => SimConfig::builder(spec),
+        _ => SimConfig::op_geth(spec),
+    };
+    let count: usize = args[1].parse().unwrap();
+    let bytes: usize = args[2].parse().unwrap();
+    if count > 0 {
+        config.filler = Some((count, bytes));
+    }
+    config.log_capacity = 16;
+    config.retain_blocks = 256;
+    let sim = EngineSim::spawn(config).await.unwrap();
+    println!("ADDR {} SECRET {}", sim.addr(), sim.secret_hex());
+    std::future::pending::<()>().await;
+}
+
+/// `--bare-forwarder <upstream addr>`: the floor. Streams each request to the upstream and the
+/// answer back, headers and all, through a pooled keep-alive client; parses nothing.
+async fn bare_forwarder(upstream: &str) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("ADDR {}", listener.local_addr().unwrap());
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Incoming> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let upstream: Arc<str> = Arc::from(format!("http://{upstream}"));
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ = stream.set_nodelay(true);
+        let client = client.clone();
+        let upstream = upstream.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                let client = client.clone();
+                *req.uri_mut() = upstream.parse().unwrap();
+                async move { client.request(req).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+struct Process {
+    child: Child,
+    addr: String,
+    secret: Option<[u8; 32]>,
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory since the last reset, in KiB.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_self(args: &[&str]) -> Process {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let secret = words
+        .iter()
+        .position(|w| *w == "SECRET")
+        .map(|i| parse_secret(words[i + 1]));
+    Process {
+        child,
+        addr: words[1].to_owned(),
+        secret,
+    }
+}
+
+fn parse_secret(hex: &str) -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    for (i, byte) in secret.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    secret
+}
+
+fn spawn_switchyard(l2: &Process, builder: &Process) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "--l2-url",
+            &format!("http://{}", l2.addr),
+            "--l2-jwt-token",
+            &secret_hex(&l2.secret.unwrap()),
+            "--builder-url",
+            &format!("http://{}", builder.addr),
+            "--builder-jwt-token",
+            &secret_hex(&builder.secret.unwrap()),
+            "--rpc-port",
+            "0",
+            "--metrics",
+            "false",
+            "--log-format",
+            "json",
+            "--payload-deadline",
+            "2s",
+        ])
+        .env(
+            "RUST_LOG",
+            "warn,switchyard=info,switchyard::payload=warn,switchyard::builder=warn",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "listening" {
+            break event["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Process {
+        child,
+        addr,
+        secret: None,
+    }
+}
+
+// === load ===
+
+fn chain_spec() -> ChainSpec {
+    // Genesis now, a generous gas limit so 1 MiB blocks fit.
+    ChainSpec {
+        genesis_timestamp: switchyard_sim::unix_now() as u64,
+        gas_limit: 200_000_000,
+        forks: Forks::through(Fork::Isthmus),
+        ..Default::default()
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<f64>,
+    seconds: f64,
+}
+
+impl Samples {
+    fn merge(&mut self, other: Samples) {
+        self.latencies.extend(other.latencies);
+        self.seconds += other.seconds;
+    }
+
+    fn percentile(&self, q: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+    }
+
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.seconds
+    }
+}
+
+async fn eth_calls(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize) -> Samples {
+    let client = EngineClient::new(url, secret).unwrap();
+    let body =
+        Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    let t = Instant::now();
+                    let (status, _) = client.post_signed(body.clone()).await.unwrap();
+                    assert!(status.is_success());
+                    latencies.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut samples = Samples::default();
+    for task in tasks {
+        samples.latencies.extend(task.await.unwrap());
+    }
+    samples.seconds = started.elapsed().as_secs_f64();
+    samples
+}
+
+/// Forkchoice updates with attributes on the current head, each with a fresh prevRandao.
+async fn fcus(url: &str, secret: [u8; 32], n: usize) -> Samples {
+    let seq = Sequencer::connect(url, secret, SequencerConfig::new(chain_spec()))
+        .await
+        .unwrap();
+    let client = seq.client().clone();
+    let head = seq.head();
+    let state = json!({"headBlockHash": head, "safeBlockHash": head, "finalizedBlockHash": head});
+    let mut samples = Samples::default();
+    let started = Instant::now();
+    for i in 0..n {
+        let mut attributes = seq.next_attributes();
+        attributes.payload_attributes.prev_randao = alloy_primitives::B256::with_last_byte(i as u8)
+            ^ alloy_primitives::B256::from(alloy_primitives::U256::from(fastrand::u64(..)));
+        let t = Instant::now();
+        let _: serde_json::Value = client
+            .call("engine_forkchoiceUpdatedV3", json!([state, attributes]))
+            .await
+            .unwrap();
+        samples.latencies.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.seconds = started.elapsed().as_secs_f64();
+    samples
+}
+
+/// Whole block cycles; `concurrency` sequencers on sibling forks (distinct fee recipients).
+async fn cycles(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize) -> Samples {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let mut config = SequencerConfig::new(chain_spec());
+                config.fee_recipient = alloy_primitives::Address::with_last_byte(i as u8 + 1);
+                let mut seq = Sequencer::connect(&url, secret, config).await.unwrap();
+                let mut latencies = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    let report = seq.step().await.unwrap();
+                    latencies.push(
+                        (report.fcu + report.get_payload + report.new_payload + report.fcu_head)
+                            .as_secs_f64()
+                            * 1e6,
+                    );
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut samples = Samples::default();
+    for task in tasks {
+        samples.latencies.extend(task.await.unwrap());
+    }
+    samples.seconds = started.elapsed().as_secs_f64();
+    samples
+}
+
+// === orchestration ===
+
+const CONFIGS: [&str; 3] = ["direct", "bare", "switchyard"];
+
+struct Setup {
+    sims: Vec<Process>,
+    builder: Process,
+    bare: Process,
+    switchyard: Process,
+}
+
+impl Setup {
+    fn new(filler: (usize, usize)) -> Self {
+        let filler = [filler.0.to_string(), filler.1.to_string()];
+        let sim = |profile: &str| spawn_self(&["--serve-sim", profile, &filler[0], &filler[1]]);
+        let sims = vec![sim("op-geth"), sim("op-geth"), sim("op-geth")];
+        let builder = sim("builder");
+        let bare = spawn_self(&["--bare-forwarder", &sims[1].addr]);
+        let switchyard = spawn_switchyard(&sims[2], &builder);
+        Self {
+            sims,
+            builder,
+            bare,
+            switchyard,
+        }
+    }
+
+    fn target(&self, config: &str) -> (String, [u8; 32]) {
+        match config {
+            "direct" => (
+                format!("http://{}", self.sims[0].addr),
+                self.sims[0].secret.unwrap(),
+            ),
+            "bare" => (
+                format!("http://{}", self.bare.addr),
+                self.sims[1].secret.unwrap(),
+            ),
+            _ => (
+                format!("http://{}", self.switchyard.addr),
+                self.sims[2].secret.unwrap(),
+            ),
+        }
+    }
+
+    fn proxy(&self, config: &str) -> Option<&Process> {
+        match config {
+            "bare" => Some(&self.bare),
+            "switchyard" => Some(&self.switchyard),
+            _ => None,
+        }
+    }
+}
+
+struct Row {
+    workload: String,
+    results: BTreeMap<&'static str, (Samples, Option<u64>)>,
+    unit: &'static str,
+}
+
+async fn run_workload<F, Fut>(
+    setup: &Setup,
+    workload: &str,
+    unit: &'static str,
+    rounds: usize,
+    run: F,
+) -> Row
+where
+    F: Fn(String, [u8; 32]) -> Fut,
+    Fut: std::future::Future<Output = Samples>,
+{
+    eprint!("{workload}: ");
+    let mut results: BTreeMap<&'static str, (Samples, Option<u64>)> = BTreeMap::new();
+    for config in CONFIGS {
+        if let Some(p) = setup.proxy(config) {
+            p.reset_peak_rss();
+        }
+    }
+    for _ in 0..rounds {
+        for config in CONFIGS {
+            let (url, secret) = setup.target(config);
+            let samples = run(url, secret).await;
+            results.entry(config).or_default().0.merge(samples);
+            eprint!(".");
+        }
+    }
+    for config in CONFIGS {
+        let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
+        if let Some(entry) = results.get_mut(config) {
+            entry.1 = peak;
+        }
+    }
+    eprintln!();
+    Row {
+        workload: workload.to_owned(),
+        results,
+        unit,
+    }
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let direct = &row.results["direct"].0;
+        for config in CONFIGS {
+            let (samples, rss) = &row.results[config];
+            println!(
+                "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} |",
+                row.workload,
+                samples.percentile(0.5),
+                samples.percentile(0.99),
+                samples.throughput(),
+                row.unit,
+                samples.percentile(0.5) - direct.percentile(0.5),
+                samples.percentile(0.99) - direct.percentile(0.99),
+                rss.map_or("-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+            );
+        }
+    }
+    println!(
+        "\n| workload | switchyard added ÷ bare added, p50 | p99 | switchyard ÷ bare throughput |"
+    );
+    println!("|---|---:|---:|---:|");
+    for row in rows {
+        let direct = &row.results["direct"].0;
+        let bare = &row.results["bare"].0;
+        let ours = &row.results["switchyard"].0;
+        let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} |",
+            row.workload,
+            added(ours, 0.5) / added(bare, 0.5),
+            added(ours, 0.99) / added(bare, 0.99),
+            ours.throughput() / bare.throughput()
+        );
+    }
+}
+
+async fn orchestrate(quick: bool) {
+    let (rounds, calls, blocks) = if quick { (3, 300, 20) } else { (5, 1_000, 60) };
+    // LOAD_ONLY=eth runs the eth_* workload alone, long, for profiling a proxy.
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("eth") {
+        let setup = Setup::new((0, 0));
+        eprintln!(
+            "switchyard pid {} bare pid {}",
+            setup.switchyard.pid(),
+            setup.bare.pid()
+        );
+        let rows = vec![
+            run_workload(&setup, "eth_blockNumber c=1", "req", 20, |url, s| {
+                eth_calls_owned(url, s, 1, 2_000)
+            })
+            .await,
+        ];
+        print(&rows);
+        return;
+    }
+    let mut rows = Vec::new();
+    {
+        let setup = Setup::new((0, 0));
+        rows.push(
+            run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |url, s| {
+                eth_calls_owned(url, s, 1, calls)
+            })
+            .await,
+        );
+        rows.push(
+            run_workload(&setup, "eth_blockNumber c=16", "req", rounds, |url, s| {
+                eth_calls_owned(url, s, 16, calls / 4)
+            })
+            .await,
+        );
+        rows.push(
+            run_workload(
+                &setup,
+                "block cycle small c=1",
+                "block",
+                rounds,
+                |url, s| cycles_owned(url, s, 1, blocks),
+            )
+            .await,
+        );
+        rows.push(
+            run_workload(
+                &setup,
+                "block cycle small c=16",
+                "block",
+                rounds,
+                |url, s| cycles_owned(url, s, 16, blocks / 8),
+            )
+            .await,
+        );
+        // The builder hangs every forkchoice update from here on.
+        let control = format!("http://{}/_sim/faults", setup.builder.addr);
+        post(
+            &control,
+            serde_json::to_vec(&Fault::Hang.on("engine_forkchoiceUpdatedV3")).unwrap(),
+        )
+        .await;
+        rows.push(
+            run_workload(
+                &setup,
+                "FCU+attrs, builder hangs",
+                "req",
+                rounds,
+                |url, s| fcus_owned(url, s, calls / 4),
+            )
+            .await,
+        );
+    }
+    {
+        let setup = Setup::new((5_000, 100));
+        rows.push(
+            run_workload(&setup, "block cycle 1MiB c=1", "block", rounds, |url, s| {
+                cycles_owned(url, s, 1, blocks / 4)
+            })
+            .await,
+        );
+        rows.push(
+            run_workload(
+                &setup,
+                "block cycle 1MiB c=16",
+                "block",
+                rounds.min(3),
+                |url, s| cycles_owned(url, s, 16, 1),
+            )
+            .await,
+        );
+    }
+    print(&rows);
+}
+
+async fn eth_calls_owned(
+    url: String,
+    secret: [u8; 32],
+    concurrency: usize,
+    per_task: usize,
+) -> Samples {
+    eth_calls(&url, secret, concurrency, per_task).await
+}
+
+async fn cycles_owned(
+    url: String,
+    secret: [u8; 32],
+    concurrency: usize,
+    per_task: usize,
+) -> Samples {
+    cycles(&url, secret, concurrency, per_task).await
+}
+
+async fn fcus_owned(url: String, secret: [u8; 32], n: usize) -> Samples {
+    fcus(&url, secret, n).await
+}
+
+async fn post(url: &str, body: Vec<u8>) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = hyper::Request::post(url)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let _ = response.into_body().collect().await;
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match args.first().map(String::as_str) {
+        Some("--serve-sim") => runtime.block_on(serve_sim(&args[1..])),
+        Some("--bare-forwarder") => runtime.block_on(bare_forwarder(&args[1])),
+        _ => runtime.block_on(orchestrate(args.iter().any(|a| a == "--quick"))),
+    }
+}
