@@ -5,6 +5,7 @@
 //! | `switchyard_getExecutionMode` (`debug_getExecutionMode`) | none | `{"execution_mode": "enabled"}` |
 //! | `switchyard_setExecutionMode` (`debug_setExecutionMode`) | `[{"execution_mode": "dry-run"}]` or `["dry-run"]` | the new mode, as above |
 //! | `switchyard_builders` | none | each builder: name, health, circuit breaker, queue depths |
+//! | `switchyard_status` | none | the mode, the payload jobs in flight, and the builders as above |
 //!
 //! The `debug_` names and `dry_run` spelling are rollup-boost's, so its tooling works unchanged.
 
@@ -29,6 +30,8 @@ pub struct Control {
     pub mode: ModeSwitch,
     /// The builders.
     pub builders: Vec<Arc<Builder>>,
+    /// The payload jobs in flight.
+    pub jobs: Arc<switchyard_layers::fcu_mux::PayloadJobs>,
 }
 
 #[derive(Deserialize)]
@@ -73,28 +76,37 @@ fn answer(control: &Control, call: &RpcCall) -> Result<Value, (i32, String)> {
             control.mode.set(mode);
             Ok(mode_json(mode, rollup_boost))
         }
-        "switchyard_builders" => Ok(Value::Array(
-            control
-                .builders
-                .iter()
-                .map(|b| {
-                    let (engine_queue, transaction_queue) = b.queue_depths();
-                    json!({
-                        "name": b.name().as_ref(),
-                        "health": b.health().state().label(),
-                        "synced": b.health().is_synced(),
-                        "circuit_open": b.breaker().is_open(),
-                        "engine_queue": engine_queue,
-                        "transaction_queue": transaction_queue,
-                    })
-                })
-                .collect(),
-        )),
+        "switchyard_status" => Ok(json!({
+            "execution_mode": control.mode.get().as_str(),
+            "payload_jobs": control.jobs.len(),
+            "builders": builders(control),
+        })),
+        "switchyard_builders" => Ok(builders(control)),
         other => Err((
             code::METHOD_NOT_FOUND,
             format!("the method {other} does not exist/is not available"),
         )),
     }
+}
+
+fn builders(control: &Control) -> Value {
+    Value::Array(
+        control
+            .builders
+            .iter()
+            .map(|b| {
+                let (engine_queue, transaction_queue) = b.queue_depths();
+                json!({
+                    "name": b.name().as_ref(),
+                    "health": b.health().state().label(),
+                    "synced": b.health().is_synced(),
+                    "circuit_open": b.breaker().is_open(),
+                    "engine_queue": engine_queue,
+                    "transaction_queue": transaction_queue,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The admin service: its own JWT, then the methods above.

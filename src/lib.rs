@@ -151,6 +151,7 @@ pub async fn run(
         let control = admin::Control {
             mode: parts.mode.clone(),
             builders: parts.builders.clone(),
+            jobs: parts.jobs.clone(),
         };
         let service = admin::service(admin.secret.clone(), control);
         let mut stop = stop.clone();

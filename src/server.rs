@@ -38,6 +38,8 @@ pub async fn serve<S>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Request line and headers past 64 KiB are refused (431) before they are buffered further.
+        .max_buf_size(64 * 1024)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

@@ -16,4 +16,5 @@ mod outage;
 mod passthrough;
 mod prometheus;
 mod shutdown;
+mod soak;
 mod tls;

@@ -211,9 +211,10 @@ where
         });
     }
 
-    // op-geth's payload, summarised only when there is something to compare it with.
-    let local_summary = match (&local_result, candidates.is_empty()) {
-        (Ok(response), false) if !local_failed => LocalSummary::read(response),
+    // op-geth's payload, summarised by field lookup (microseconds): its number for the decision
+    // and the number check, its gas and value for the policy.
+    let local_summary = match &local_result {
+        Ok(response) if !local_failed => LocalSummary::read(response),
         _ => None,
     };
     if let Some(local) = &local_summary {

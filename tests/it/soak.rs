@@ -1,0 +1,184 @@
+//! Chaos soak: thousands of blocks at zero block time through switchyard, two builders failing
+//! at random in every way the simulator knows.
+//!
+//! Seeded: the seed is printed, and `SOAK_SEED=<seed>` replays a run; `SOAK_BLOCKS` sets its length
+//! (default 2,000). Per block it asserts that op-node got exactly one payload, that the payload
+//! honours its attributes and is valid on op-geth (the op-node stand-in checks both and fails
+//! the block otherwise), that a builder's block wins whenever a builder has been healthy for a
+//! few blocks, and, every 100 blocks, that switchyard's queues and job map stay bounded.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_layers::{JwtSecret, payload_select::Source};
+use switchyard_sim::{EngineClient, Fault, FaultRule, Fork, Tamper, random_secret, secret_hex};
+
+use crate::harness::{Net, fresh_spec};
+
+/// Blocks a builder needs after its last fault to be counted healthy: lag and catch-up, the
+/// breaker's cool-down, a skipped forkchoice update.
+const RECOVERY: u64 = 8;
+
+fn catalogue() -> Vec<FaultRule> {
+    let get_payload = "engine_getPayload*";
+    let fcu = "engine_forkchoiceUpdated*";
+    let mut faults: Vec<FaultRule> = Tamper::ALL
+        .iter()
+        .map(|&tamper| Fault::Tamper { tamper }.on(get_payload))
+        .collect();
+    faults.extend([
+        Fault::Delay { ms: 150 }.on(get_payload),
+        Fault::Hang.on(get_payload),
+        Fault::Hang.on(fcu),
+        Fault::HttpStatus { status: 500 }.on(get_payload),
+        Fault::HttpStatus { status: 503 }.everywhere(),
+        Fault::MalformedJson.on(get_payload),
+        Fault::TruncatedBody.on(get_payload),
+        Fault::CloseConnection.on(get_payload),
+        Fault::CloseConnection.on("engine_newPayload*"),
+        Fault::RpcError {
+            code: -32000,
+            message: "chaos".into(),
+        }
+        .on(get_payload),
+        Fault::Syncing.on(fcu),
+        Fault::Lag { blocks: 2 }.everywhere(),
+    ]);
+    faults
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_soak_two_builders_random_faults() {
+    let seed = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let blocks: u64 = std::env::var("SOAK_BLOCKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    eprintln!("chaos soak: seed {seed} (SOAK_SEED={seed} replays it), {blocks} blocks");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let admin_secret = random_secret();
+    let mut net = Net::start_with(
+        fresh_spec(Fork::Isthmus),
+        &[("alpha", 1), ("beta", 3)],
+        |config| {
+            config.builder_policy.payload_deadline = Duration::from_millis(100);
+            config.builder_policy.max_payload_size = 1024 * 1024;
+            config.builder_policy.breaker_threshold = 3;
+            config.builder_policy.breaker_cooldown = 3;
+            for builder in &mut config.builders {
+                builder.timeout = Duration::from_millis(300);
+            }
+            config.admin = Some(switchyard::config::Admin {
+                addr: "127.0.0.1:0".parse().expect("addr"),
+                secret: JwtSecret::from_hex(&secret_hex(&admin_secret)).expect("secret"),
+            });
+        },
+    )
+    .await;
+    let admin = EngineClient::new(
+        &format!("http://{}", net.proxy.admin.expect("admin")),
+        admin_secret,
+    )
+    .expect("admin");
+    let catalogue = catalogue();
+    let mut last_fault: [Option<u64>; 2] = [None, None];
+    let (mut builder_wins, mut local, mut faults) = (0u64, 0u64, 0u64);
+
+    for block in 1..=blocks {
+        let mut armed = None;
+        if rng.f64() < 0.3 {
+            let builder = rng.usize(..2);
+            let fault = catalogue[rng.usize(..catalogue.len())].clone().times(1);
+            armed = Some(format!(
+                "{:?} on {}",
+                fault.fault,
+                net.builders[builder].log_name()
+            ));
+            net.builders[builder].faults().add(fault);
+            last_fault[builder] = Some(block);
+            faults += 1;
+        }
+        let report = match net.seq.step().await {
+            Ok(report) => report,
+            Err(error) => {
+                panic!("seed {seed}, block {block}: op-node refused its block ({armed:?}): {error}")
+            }
+        };
+        let decision = net.last();
+        assert_eq!(
+            decision.block_number,
+            Some(report.number),
+            "seed {seed}: one decision per block"
+        );
+        let healthy = last_fault
+            .iter()
+            .any(|last| last.is_none_or(|at| block >= at + RECOVERY));
+        match &decision.source {
+            Source::Builder(name) => {
+                builder_wins += 1;
+                assert!(
+                    net.built_by(report.number, name),
+                    "seed {seed}, block {block}: the winner's block"
+                );
+                let winner = decision
+                    .builders
+                    .iter()
+                    .find(|b| &b.builder == name)
+                    .expect("winner");
+                assert!(
+                    winner.stages.new_payload.is_some(),
+                    "seed {seed}: a builder block is validated first"
+                );
+            }
+            Source::Local => {
+                local += 1;
+                assert!(
+                    net.built_locally(report.number),
+                    "seed {seed}, block {block}: op-geth's own block"
+                );
+                assert!(
+                    !healthy,
+                    "seed {seed}, block {block}: a healthy builder lost: {decision:?} ({armed:?})"
+                );
+            }
+            Source::None => panic!("seed {seed}, block {block}: no payload"),
+        }
+        for builder in &net.builders {
+            builder.faults().clear();
+            builder.faults().release_hangs();
+        }
+        if block % 100 == 0 {
+            let status: Value = admin
+                .call("switchyard_status", json!([]))
+                .await
+                .expect("status");
+            assert!(
+                status["payload_jobs"].as_u64().is_some_and(|n| n <= 64),
+                "seed {seed}: {status}"
+            );
+            for builder in status["builders"].as_array().expect("builders") {
+                assert!(
+                    builder["engine_queue"].as_u64().is_some_and(|n| n <= 64),
+                    "seed {seed}: {status}"
+                );
+                assert!(
+                    builder["transaction_queue"]
+                        .as_u64()
+                        .is_some_and(|n| n <= 4_096),
+                    "seed {seed}: {status}"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "chaos soak: {blocks} blocks, {builder_wins} by builders, {local} by op-geth, {faults} faults injected"
+    );
+    assert_eq!(builder_wins + local, blocks);
+    assert!(
+        builder_wins > blocks / 2,
+        "builders win most blocks despite the chaos"
+    );
+}
