@@ -479,6 +479,13 @@ mod tests {
     }
 
     #[test]
+    fn params_are_the_upstreams_to_judge() {
+        // Balanced but not JSON inside params: forwarded, for op-geth to answer -32700 itself.
+        let call = single(r#"{"method":"m","params":[1 2],"id":1}"#).expect("envelope is fine");
+        assert_eq!(call.params(), Some(&b"[1 2]"[..]));
+    }
+
+    #[test]
     fn a_null_id_is_a_call_not_a_notification() {
         let call = single(r#"{"method":"m","id":null}"#).expect("valid");
         assert_eq!(call.id(), b"null");
@@ -566,5 +573,106 @@ mod tests {
     fn join_batch_keeps_order_and_skips_notifications() {
         let joined = join_batch([&b"{\"id\":1}\n"[..], b"", b"{\"id\":2}"]);
         assert_eq!(&joined[..], br#"[{"id":1},{"id":2}]"#);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn id() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Value::Null)),
+            any::<u64>().prop_map(|n| Some(Value::from(n))),
+            ".{0,10}".prop_map(|s| Some(Value::String(s))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever serde writes, the scanner reads back the same method, id and params.
+        #[test]
+        fn agrees_with_serde_on_any_envelope(method in ".{0,16}", id in id(), params in json_value(), extra in json_value(), pretty: bool) {
+            let mut envelope = serde_json::Map::new();
+            envelope.insert("jsonrpc".into(), Value::from("2.0"));
+            envelope.insert("extra".into(), extra);
+            envelope.insert("method".into(), Value::from(method.clone()));
+            envelope.insert("params".into(), params.clone());
+            if let Some(id) = &id {
+                envelope.insert("id".into(), id.clone());
+            }
+            let value = Value::Object(envelope);
+            let text = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.unwrap_or_default();
+            let Ok(Parsed::Single(Ok(call))) = parse(&Bytes::from(text)) else {
+                return Err(TestCaseError::fail("a valid call was refused"));
+            };
+            prop_assert_eq!(call.method(), method.as_str());
+            // Both sides through serde's float parsing, which does not round-trip exactly.
+            let ours: Value = serde_json::from_slice(call.params().unwrap_or_default()).unwrap_or(Value::Bool(false));
+            let theirs: Value = serde_json::from_slice(&serde_json::to_vec(&params).unwrap_or_default()).unwrap_or(Value::Null);
+            prop_assert_eq!(ours, theirs);
+            match id {
+                None => prop_assert!(call.is_notification()),
+                Some(id) => prop_assert_eq!(serde_json::from_slice::<Value>(call.id()).ok(), Some(id)),
+            }
+        }
+
+        /// Batches of valid calls come back whole and in order.
+        #[test]
+        fn batches_keep_every_call_in_order(methods in prop::collection::vec("[a-z_]{1,12}", 1..20)) {
+            let batch: Vec<Value> = methods.iter().enumerate()
+                .map(|(i, m)| serde_json::json!({"jsonrpc":"2.0","id":i,"method":m,"params":[i]}))
+                .collect();
+            let body = Bytes::from(serde_json::to_vec(&batch).unwrap_or_default());
+            let Ok(Parsed::Batch(calls)) = parse(&body) else { return Err(TestCaseError::fail("not a batch")) };
+            let got: Vec<String> = calls.iter().filter_map(|c| c.as_ref().ok()).map(|c| c.method().to_owned()).collect();
+            prop_assert_eq!(got, methods);
+        }
+
+        /// Any bytes at all: an answer, never a panic; an accepted call has a real method, and
+        /// its params (when present) are one balanced JSON value.
+        #[test]
+        fn never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let body = Bytes::from(bytes);
+            if let Ok(Parsed::Single(Ok(call))) = parse(&body) {
+                prop_assert!(std::str::from_utf8(call.method().as_bytes()).is_ok());
+                if let Some(params) = call.params() {
+                    let starts_a_value = matches!(params.first(), Some(b'[' | b'{' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'));
+                    prop_assert!(starts_a_value, "params of an accepted call start a JSON value");
+                }
+            }
+        }
+
+        /// Truncating a valid envelope anywhere makes it a parse error, never a call.
+        #[test]
+        fn truncated_envelopes_are_parse_errors(params in json_value(), cut in 0usize..1_000) {
+            let text = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"m","params":params})).unwrap_or_default();
+            let cut = cut % text.len();
+            let parsed = parse(&Bytes::copy_from_slice(&text[..cut]));
+            prop_assert!(matches!(parsed, Err(RpcError { code: code::PARSE_ERROR, .. })), "{:?}", parsed);
+        }
     }
 }

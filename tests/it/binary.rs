@@ -158,3 +158,138 @@ fn bad_flags_fail_fast_with_one_line_naming_the_flag() {
         assert!(stderr.contains(flag), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn no_secret_or_token_is_ever_logged_even_at_trace_level() {
+    let spec = crate::harness::spec(Fork::Isthmus);
+    let network = switchyard_sim::Network::new();
+    let l2 = switchyard_sim::EngineSim::spawn(
+        switchyard_sim::SimConfig::op_geth(spec.clone()).with_network(network.clone()),
+    )
+    .await
+    .expect("op-geth");
+    let builder = switchyard_sim::EngineSim::spawn(
+        switchyard_sim::SimConfig::builder(spec.clone()).with_network(network),
+    )
+    .await
+    .expect("builder");
+    let dir = std::env::temp_dir().join(format!("switchyard-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let op_node = random_secret();
+    let admin = random_secret();
+    let secrets = [l2.secret(), builder.secret(), op_node, admin];
+    let args: Vec<String> = [
+        "--l2-url",
+        &l2.url(),
+        "--l2-jwt-path",
+        &write_secret(&dir, "l2.hex", &l2.secret()),
+        "--rpc-jwt-path",
+        &write_secret(&dir, "op-node.hex", &op_node),
+        "--builder-url",
+        &builder.url(),
+        "--builder-jwt-token",
+        &format!("0x{}", secret_hex(&builder.secret())),
+        "--admin-jwt-token",
+        &secret_hex(&admin),
+        "--debug-server-port",
+        "0",
+        "--rpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "trace",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(&args)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let out_reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && event["message"] == "listening"
+            {
+                let _ = addr_tx.send(event["addr"].as_str().unwrap_or_default().to_owned());
+            }
+            all.push(line);
+        }
+        all
+    });
+    let err_reader = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let addr = tokio::task::spawn_blocking(move || addr_rx.recv().expect("listening"))
+        .await
+        .expect("join");
+
+    let url = format!("http://{addr}");
+    let mut seq = switchyard_sim::Sequencer::connect(
+        &url,
+        op_node,
+        switchyard_sim::SequencerConfig::new(spec),
+    )
+    .await
+    .expect("op-node");
+    for _ in 0..5 {
+        seq.step().await.expect("block");
+    }
+    let client = EngineClient::new(&url, op_node).expect("client");
+    let _ = client
+        .post(
+            call(1, "eth_chainId", serde_json::json!([])),
+            Some("Bearer not-a-token"),
+        )
+        .await;
+    let forged = format!("Bearer {}", switchyard_sim::token(&l2.secret(), 0));
+    let _ = client
+        .post(call(2, "eth_chainId", serde_json::json!([])), Some(&forged))
+        .await;
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let lines: Vec<String> = out_reader
+        .join()
+        .expect("stdout")
+        .into_iter()
+        .chain(err_reader.join().expect("stderr"))
+        .collect();
+    assert!(
+        lines.len() > 100,
+        "trace logging was on ({} lines)",
+        lines.len()
+    );
+    let text = lines.join("\n").to_lowercase();
+    for secret in secrets {
+        let hex = secret_hex(&secret);
+        assert!(!text.contains(&hex), "a secret appears in the logs");
+        assert!(
+            !text.contains(&hex[..16]),
+            "part of a secret appears in the logs"
+        );
+    }
+    // Every JWT starts with the base64 of `{"`: none may appear, nor any bearer header.
+    assert!(!text.contains("eyj"), "a JWT appears in the logs");
+    assert!(
+        !text.contains("bearer "),
+        "an Authorization header appears in the logs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

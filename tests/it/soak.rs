@@ -47,6 +47,8 @@ fn catalogue() -> Vec<FaultRule> {
     faults
 }
 
+// The seed goes to stderr so a failing run can be replayed.
+#[allow(clippy::print_stderr)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_soak_two_builders_random_faults() {
     let seed = std::env::var("SOAK_SEED")

@@ -374,3 +374,38 @@ mod tests {
         assert_eq!(s.validate_header(None, 9), Err(JwtError::Missing));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any header at all: a verdict, never a panic, and never a pass without the secret.
+        #[test]
+        fn arbitrary_headers_never_pass(header in prop::collection::vec(any::<u8>(), 0..300), now in any::<u64>()) {
+            let secret = JwtSecret::from_bytes([9; 32]);
+            prop_assert!(secret.validate_header(Some(&header), now).is_err());
+        }
+
+        /// A token passes exactly within ±60 s of its `iat`.
+        #[test]
+        fn the_window_is_sixty_seconds(iat in 100_000u64..1_000_000_000, skew in -200i64..200) {
+            let secret = JwtSecret::from_bytes([9; 32]);
+            let token = secret.token(iat).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let now = iat.saturating_add_signed(skew);
+            let verdict = secret.validate(&token, now);
+            prop_assert_eq!(verdict.is_ok(), skew.unsigned_abs() <= 60, "{:?}", verdict);
+        }
+
+        /// A token signed with another key never passes, whatever its claims.
+        #[test]
+        fn other_keys_never_pass(key in any::<[u8; 32]>(), iat in 0u64..2_000_000_000) {
+            prop_assume!(key != [9; 32]);
+            let token = JwtSecret::from_bytes(key).token(iat).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(JwtSecret::from_bytes([9; 32]).validate(&token, iat), Err(JwtError::BadSignature));
+        }
+    }
+}

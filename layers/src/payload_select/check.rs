@@ -204,3 +204,125 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use alloy_primitives::{Address, B256, Bytes};
+    use op_alloy_rpc_types_engine::OpPayloadAttributes;
+    use proptest::prelude::*;
+
+    /// A consistent Jovian-era V4 payload and the job that asked for exactly it.
+    fn consistent(txs: Vec<Vec<u8>>, forced: usize, seed: u8) -> (Envelope, PayloadJob) {
+        let txs: Vec<String> = txs
+            .iter()
+            .map(|t| format!("0x7e{}", alloy_primitives::hex::encode(t)))
+            .collect();
+        let params = [0u8, 0, 0, 250, 0, 0, 0, 6];
+        let mut extra = vec![1u8];
+        extra.extend_from_slice(&params);
+        extra.extend_from_slice(&7u64.to_be_bytes());
+        let envelope = serde_json::json!({
+            "executionPayload": {
+                "parentHash": B256::repeat_byte(seed), "feeRecipient": Address::repeat_byte(0x42),
+                "stateRoot": B256::repeat_byte(2), "receiptsRoot": B256::repeat_byte(3),
+                "logsBloom": format!("0x{}", "00".repeat(256)), "prevRandao": B256::repeat_byte(4),
+                "blockNumber": "0x10", "gasLimit": "0x1c9c380", "gasUsed": "0x5208", "timestamp": "0x6553f100",
+                "extraData": format!("0x{}", alloy_primitives::hex::encode(&extra)), "baseFeePerGas": "0x7",
+                "blockHash": B256::ZERO, "transactions": txs, "withdrawals": [], "blobGasUsed": "0x0",
+                "excessBlobGas": "0x0", "withdrawalsRoot": B256::repeat_byte(5),
+            },
+            "blockValue": "0x0", "blobsBundle": {"commitments": [], "proofs": [], "blobs": []},
+            "shouldOverrideBuilder": false, "parentBeaconBlockRoot": B256::repeat_byte(6), "executionRequests": [],
+        });
+        let mut envelope = Envelope::parse(4, envelope.to_string().as_bytes()).expect("valid");
+        let hash = envelope.block_hash().expect("a block");
+        set_hash(&mut envelope, hash);
+        let p = envelope.payload();
+        let mut attributes = OpPayloadAttributes::default();
+        attributes.payload_attributes.timestamp = p.timestamp;
+        attributes.payload_attributes.prev_randao = p.prev_randao;
+        attributes.payload_attributes.suggested_fee_recipient = p.fee_recipient;
+        attributes.payload_attributes.withdrawals = Some(Vec::new());
+        attributes.payload_attributes.parent_beacon_block_root =
+            envelope.parent_beacon_block_root();
+        attributes.transactions = Some(p.transactions[..forced.min(p.transactions.len())].to_vec());
+        attributes.gas_limit = Some(p.gas_limit);
+        attributes.eip_1559_params = Some(alloy_primitives::B64::from(params));
+        attributes.min_base_fee = Some(7);
+        let job = PayloadJob {
+            fcu_version: 3,
+            parent: p.parent_hash,
+            attributes,
+            builders: Vec::new(),
+        };
+        (envelope, job)
+    }
+
+    fn payload_mut(envelope: &mut Envelope) -> &mut alloy_rpc_types_engine::ExecutionPayloadV1 {
+        match envelope {
+            Envelope::V4(e) => {
+                &mut e
+                    .execution_payload
+                    .payload_inner
+                    .payload_inner
+                    .payload_inner
+            }
+            _ => unreachable!("V4 only here"),
+        }
+    }
+
+    fn set_hash(envelope: &mut Envelope, hash: B256) {
+        payload_mut(envelope).block_hash = hash;
+    }
+
+    fn transactions() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 1..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn a_consistent_payload_passes(txs in transactions(), forced in 0usize..4, seed: u8) {
+            let (envelope, job) = consistent(txs, forced, seed);
+            prop_assert_eq!(check_payload(&envelope, &job), Ok(()));
+        }
+
+        /// Changing any one field the attributes fix (and re-hashing, as a careful cheat would)
+        /// fails exactly that field's check.
+        #[test]
+        fn each_attribute_is_enforced(txs in transactions(), seed: u8, field in 0u8..7, noise in 1u8..255) {
+            let (mut envelope, job) = consistent(txs, 1, seed);
+            let expected = {
+                let p = payload_mut(&mut envelope);
+                match field {
+                    0 => { p.parent_hash = B256::repeat_byte(seed.wrapping_add(noise)); CheckFailure::ParentHash }
+                    1 => { p.timestamp += u64::from(noise); CheckFailure::Timestamp }
+                    2 => { p.prev_randao = B256::repeat_byte(noise); CheckFailure::PrevRandao }
+                    3 => { p.fee_recipient = Address::repeat_byte(noise); CheckFailure::FeeRecipient }
+                    4 => { p.gas_limit += u64::from(noise); CheckFailure::GasLimit }
+                    5 => { p.extra_data = Bytes::from(vec![1u8; 17]); CheckFailure::ExtraData }
+                    _ => { p.transactions.insert(0, Bytes::from(vec![noise])); CheckFailure::ForcedTransactions }
+                }
+            };
+            let hash = envelope.block_hash().expect("a block");
+            set_hash(&mut envelope, hash);
+            prop_assert_eq!(check_attributes(&envelope, &job), Err(expected));
+        }
+
+        /// Changing any hashed field without re-hashing fails the hash check.
+        #[test]
+        fn the_block_hash_covers_the_payload(txs in transactions(), seed: u8, field in 0u8..4, noise in 1u8..255) {
+            let (mut envelope, _) = consistent(txs, 1, seed);
+            let p = payload_mut(&mut envelope);
+            match field {
+                0 => p.state_root = B256::repeat_byte(noise),
+                1 => p.gas_used += u64::from(noise),
+                2 => p.transactions.push(Bytes::from(vec![noise])),
+                _ => p.receipts_root = B256::repeat_byte(noise),
+            }
+            prop_assert_eq!(check_block_hash(&envelope), Err(CheckFailure::BlockHash));
+        }
+    }
+}
