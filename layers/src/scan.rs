@@ -5,8 +5,10 @@
 //! Here a string body is skipped with `memchr`, which finds its closing quote at memory speed.
 //!
 //! The envelope's own syntax is checked strictly (object, keys, colons, commas, one value each,
-//! nothing after the end). Nested values are checked for balanced brackets and terminated strings
-//! only: their contents are the upstream's to judge, and it answers malformed ones itself.
+//! nothing after the end, and every top-level string and number exactly as JSON spells them: we
+//! echo the id and route on the method). Nested values are checked for balanced brackets and
+//! terminated strings only: their contents are the upstream's to judge, and it answers malformed
+//! ones itself.
 
 use std::ops::Range;
 
@@ -52,6 +54,52 @@ fn skip_string(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     }
 }
 
+/// `i` is at an opening quote; like [`skip_string`], but the contents must be valid JSON too: no
+/// raw control characters, UTF-8 throughout, and only JSON's escapes. For the envelope's own (short) strings.
+fn skip_string_strictly(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
+    let end = skip_string(bytes, i)?;
+    let text = &bytes[i..end];
+    if text.iter().any(|&b| b < 0x20) || std::str::from_utf8(text).is_err() {
+        return Err(ScanError::Syntax);
+    }
+    if text.contains(&b'\\') && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
+        return Err(ScanError::Syntax);
+    }
+    Ok(end)
+}
+
+/// `i` is at the first byte of a number; returns the index just past it. JSON's grammar exactly:
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn skip_number(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
+    let digits = |at: usize| {
+        let n = bytes.get(at..).map_or(0, |rest| {
+            rest.iter().take_while(|b| b.is_ascii_digit()).count()
+        });
+        if n == 0 {
+            Err(ScanError::Syntax)
+        } else {
+            Ok(at + n)
+        }
+    };
+    let mut at = i + usize::from(bytes.get(i) == Some(&b'-'));
+    at = match bytes.get(at) {
+        Some(b'0') => at + 1,
+        Some(b'1'..=b'9') => digits(at)?,
+        _ => return Err(ScanError::Syntax),
+    };
+    if bytes.get(at) == Some(&b'.') {
+        at = digits(at + 1)?;
+    }
+    if let Some(b'e' | b'E') = bytes.get(at) {
+        at += 1;
+        if let Some(b'+' | b'-') = bytes.get(at) {
+            at += 1;
+        }
+        at = digits(at)?;
+    }
+    Ok(at)
+}
+
 /// `i` is at `{` or `[`; returns the index just past the matching close.
 fn skip_nested(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     let mut stack: Vec<u8> = Vec::with_capacity(8);
@@ -79,21 +127,15 @@ fn skip_nested(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     Err(ScanError::Syntax)
 }
 
-/// `i` is at the first byte of a value; returns the index just past it.
+/// `i` is at the first byte of a top-level value; returns the index just past it.
 fn skip_value(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     match bytes.get(i) {
-        Some(b'"') => skip_string(bytes, i),
+        Some(b'"') => skip_string_strictly(bytes, i),
         Some(b'{' | b'[') => skip_nested(bytes, i),
         Some(b't') if bytes[i..].starts_with(b"true") => Ok(i + 4),
         Some(b'f') if bytes[i..].starts_with(b"false") => Ok(i + 5),
         Some(b'n') if bytes[i..].starts_with(b"null") => Ok(i + 4),
-        Some(b'-' | b'0'..=b'9') => {
-            let end = bytes[i..]
-                .iter()
-                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                .map_or(bytes.len(), |n| i + n);
-            Ok(end)
-        }
+        Some(b'-' | b'0'..=b'9') => skip_number(bytes, i),
         _ => Err(ScanError::Syntax),
     }
 }
@@ -123,7 +165,7 @@ pub(crate) fn object(bytes: &[u8]) -> Result<Members, ScanError> {
         if bytes.get(i) != Some(&b'"') {
             return Err(ScanError::Syntax);
         }
-        let key_end = skip_string(bytes, i)?;
+        let key_end = skip_string_strictly(bytes, i)?;
         let key = &bytes[i + 1..key_end - 1];
         i = skip_ws(bytes, key_end);
         if bytes.get(i) != Some(&b':') {
@@ -222,9 +264,43 @@ mod tests {
             r#"{"params":[1}"#,
             r#"{"params":"unterminated}"#,
             r#"{"id":tru}"#,
+            // The envelope's own strings and numbers are held to JSON exactly (found by fuzzing:
+            // an id with a raw control character was echoed into an invalid response).
+            "{\"id\":\"a\u{5}b\"}",
+            "{\"j\u{1}sonrpc\":\"2.0\"}",
+            r#"{"method":"a\qb"}"#,
+            r#"{"id":1-2}"#,
+            r#"{"id":01}"#,
+            r#"{"id":1.}"#,
+            r#"{"id":1e}"#,
+            r#"{"id":-}"#,
+            r#"{"id":.5}"#,
         ] {
             assert_eq!(object(text.as_bytes()), Err(ScanError::Syntax), "{text:?}");
         }
+        for text in [&b"{\"id\":\"\xff\"}"[..], b"{\"method\":\"\xc3\"}"] {
+            assert_eq!(object(text), Err(ScanError::Syntax), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn reads_every_json_number_and_escape_at_the_top_level() {
+        for id in [
+            "0",
+            "-0",
+            "12",
+            "-3.25",
+            "1e9",
+            "2E-7",
+            "6.02e+23",
+            r#""a\"b\u00e9""#,
+        ] {
+            let text = format!(r#"{{"id":{id},"method":"m"}}"#);
+            let members = object(text.as_bytes()).expect("valid");
+            assert_eq!(members.id.map(|span| &text[span]), Some(id), "{text}");
+        }
+        // Nested values stay the upstream's to judge.
+        assert!(object("{\"params\":[\"\u{1}\", 1-2]}".as_bytes()).is_ok());
     }
 
     #[test]
