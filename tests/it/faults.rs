@@ -299,3 +299,45 @@ async fn a_burst_of_forkchoice_updates_is_all_answered() {
     net.step().await;
     let _ = secret_of(&net.geth);
 }
+
+#[tokio::test]
+async fn a_builder_that_goes_down_and_comes_back_wins_again() {
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builder_policy.breaker_threshold = 0;
+    })
+    .await;
+    let report = net.step().await;
+    assert!(net.built_by(report.number, "builder"));
+
+    // Down: connections refused. Every slot still gets op-geth's block.
+    net.builders[0].stop().await;
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        let report = net.step().await;
+        assert!(net.built_locally(report.number));
+        reasons.push(net.last().builders[0].lost.unwrap_or("won"));
+    }
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.starts_with("skipped_") || *r == "unreachable"),
+        "{reasons:?}"
+    );
+
+    // Back on the same address, behind by three blocks: it catches up and builds again.
+    net.builders[0].restart().await.expect("restart");
+    let mut won = false;
+    for _ in 0..6 {
+        let report = net.step().await;
+        if net.built_by(report.number, "builder") {
+            won = true;
+            break;
+        }
+        assert!(net.built_locally(report.number));
+    }
+    assert!(
+        won,
+        "{:?}",
+        net.decisions().iter().rev().take(6).collect::<Vec<_>>()
+    );
+}
