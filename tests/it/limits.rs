@@ -61,3 +61,57 @@ async fn malformed_json_is_32700_and_invalid_requests_are_32600_with_their_id() 
             .all(|e| e.method == "eth_getBlockByNumber")
     );
 }
+
+/// Writes one keep-alive request and reads its response head and body (`Content-Length`).
+async fn request_on(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.expect("read");
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().expect("length");
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.expect("body");
+    head
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_a_free_slot() {
+    let l2 = op_geth(spec(Fork::Isthmus)).await;
+    let mut config = config_for(&l2);
+    config.limits.max_connections = 1;
+    let proxy = Switchyard::start(config).await;
+
+    // The one slot, held by an idle keep-alive connection.
+    let mut first = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    assert!(request_on(&mut first).await.starts_with("HTTP/1.1 200"));
+
+    // A second client is not served while the slot is taken. (Waiting for an absence needs a
+    // bound; without the cap it would be answered in about a millisecond.)
+    let mut second = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let mut waiting = tokio::spawn(async move { request_on(&mut second).await });
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut waiting).await;
+    assert!(early.is_err(), "served past the cap: {early:?}");
+
+    // The first leaves: the second is served.
+    drop(first);
+    let answer = waiting.await.expect("join");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
