@@ -7,13 +7,38 @@
 //! the block otherwise), that a builder's block wins whenever a builder has been healthy for a
 //! few blocks, and, every 100 blocks, that switchyard's queues and job map stay bounded.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 use switchyard_layers::{JwtSecret, payload_select::Source};
 use switchyard_sim::{EngineClient, Fault, FaultRule, Fork, Tamper, random_secret, secret_hex};
 
 use crate::harness::{Net, fresh_spec};
+
+/// Counts panics raised in switchyard's own code (`src/`, `layers/src/`) from now on, on any
+/// thread: a panic in a spawned task would otherwise go unnoticed. Other tests' panics are in
+/// `tests/` or `sim/` and are not counted.
+fn count_switchyard_panics() -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|at| at.file().starts_with("src/") || at.file().starts_with("layers/src/"))
+        {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        previous(info);
+    }));
+    count
+}
 
 /// Blocks a builder needs after its last fault to be counted healthy: lag and catch-up, the
 /// breaker's cool-down, a skipped forkchoice update.
@@ -60,6 +85,7 @@ async fn chaos_soak_two_builders_random_faults() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000);
     eprintln!("chaos soak: seed {seed} (SOAK_SEED={seed} replays it), {blocks} blocks");
+    let panics = count_switchyard_panics();
     let mut rng = fastrand::Rng::with_seed(seed);
     let admin_secret = random_secret();
     let mut net = Net::start_with(
@@ -177,6 +203,11 @@ async fn chaos_soak_two_builders_random_faults() {
     }
     eprintln!(
         "chaos soak: {blocks} blocks, {builder_wins} by builders, {local} by op-geth, {faults} faults injected"
+    );
+    assert_eq!(
+        panics.load(Ordering::Relaxed),
+        0,
+        "seed {seed}: switchyard panicked (in a spawned task, or it would have failed a call)"
     );
     assert_eq!(builder_wins + local, blocks);
     assert!(
