@@ -5,8 +5,8 @@ use std::{convert::Infallible, sync::Arc};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use switchyard_layers::{
-    BoostSyncLayer, FcuMuxLayer, Forward, MeasureLayer, PayloadSelectLayer, RequireJwtLayer,
-    RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
+    BoostSyncLayer, FcuMuxLayer, Forward, MeasureLayer, MinerMirrorLayer, PayloadSelectLayer,
+    RequireJwtLayer, RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
     body::RpcBody,
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
     engine,
@@ -140,6 +140,9 @@ pub fn stack(
         .layer(select)
         // Transactions go to op-geth, and a copy to each synced builder.
         .layer(TxMirrorLayer::new(parts.builders.clone()))
+        // miner_* settings (the batcher's DA throttle) too, kept and replayed to a builder that
+        // missed one.
+        .layer(MinerMirrorLayer::new(parts.builders.clone()))
         // op-geth checks its own secret: sign last, just before the wire.
         .layer(SignJwtLayer::new(config.l2.secret.clone()))
         // Every call to op-geth, ours included (validation, health), counted and timed.

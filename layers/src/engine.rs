@@ -95,6 +95,7 @@ pub fn claimed_methods() -> Vec<String> {
         "eth_sendRawTransaction".to_owned(),
         "eth_sendRawTransactionConditional".to_owned(),
     ]);
+    methods.extend(crate::miner_mirror::MIRRORED.map(str::to_owned));
     methods
 }
 

@@ -10,8 +10,9 @@
 //!                       └▶ FcuMux        FCU with attributes → op-geth, and each synced builder's lane
 //!                           └▶ PayloadSelect   getPayload: builder payloads checked + validated
 //!                               └▶ TxMirror        transactions → op-geth, copies → builders
-//!                                   └▶ SignJwt         op-geth's own secret
-//!                                       └▶ Forward         pooled client → op-geth
+//!                                   └▶ MinerMirror     miner_* settings → op-geth, kept + copied → builders
+//!                                       └▶ SignJwt         op-geth's own secret
+//!                                           └▶ Forward         pooled client → op-geth
 //!
 //!  builder lanes (one ordered worker each) ──▶ BuilderClient = SignJwt(builder secret) + Forward
 //! ```
@@ -35,6 +36,7 @@ pub mod forward;
 pub mod health;
 pub mod jsonrpc;
 pub mod measure;
+pub mod miner_mirror;
 pub mod payload_select;
 pub mod rpc_method;
 mod scan;
@@ -50,6 +52,7 @@ pub use fcu_mux::{FcuMux, FcuMuxLayer};
 pub use forward::{Forward, ForwardError};
 pub use health::{HealthLayer, HealthRoutes};
 pub use measure::{Measure, MeasureLayer};
+pub use miner_mirror::{MinerMirror, MinerMirrorLayer};
 pub use payload_select::{PayloadSelect, PayloadSelectLayer};
 pub use rpc_method::{MethodRouter, RpcMethod, RpcMethodLayer};
 pub use tx_mirror::{TxMirror, TxMirrorLayer};

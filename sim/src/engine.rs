@@ -7,7 +7,7 @@ use std::{
 
 use alloy_consensus::proofs;
 use alloy_eips::{eip2718::Decodable2718, eip7685::EMPTY_REQUESTS_HASH};
-use alloy_primitives::{B256, Bloom, Bytes, keccak256};
+use alloy_primitives::{B256, Bloom, Bytes, U256, keccak256};
 use alloy_rpc_types_engine::{
     ClientVersionV1, ExecutionPayloadInputV2, ExecutionPayloadV1, ExecutionPayloadV3,
     ForkchoiceState, ForkchoiceUpdated, PayloadId, PayloadStatus, PayloadStatusEnum,
@@ -271,6 +271,27 @@ impl Engine {
             "eth_sendRawTransaction" => {
                 let raw: Bytes = arg(&args, 0)?;
                 self.add_transaction(raw).map(|hash| json(&hash))
+            }
+            // op-geth's miner API: accepted and answered `true`; what was set is in the log.
+            "miner_setMaxDASize" => {
+                let _: U256 = arg(&args, 0)?;
+                let _: U256 = arg(&args, 1)?;
+                Ok(json(&true))
+            }
+            "miner_setGasLimit" => {
+                let _: alloy_primitives::U64 = arg(&args, 0)?;
+                Ok(json(&true))
+            }
+            "miner_setGasPrice" => {
+                let _: U256 = arg(&args, 0)?;
+                Ok(json(&true))
+            }
+            "miner_setExtra" => {
+                let extra: String = arg(&args, 0)?;
+                if extra.len() > 32 {
+                    return Err(RpcErr::new(-32000, "extra exceeds max length. 33 > 32"));
+                }
+                Ok(json(&true))
             }
             other => Err(RpcErr::new(
                 -32601,

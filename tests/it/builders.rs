@@ -620,3 +620,60 @@ async fn transactions_are_mirrored_to_the_builder() {
         "the builder included the mirrored transaction"
     );
 }
+
+/// The params of the builder's last call of `method`.
+fn last_params(sim: &switchyard_sim::EngineSim, method: &str) -> Option<Value> {
+    sim.log().calls(method).last().map(|e| e.params_json())
+}
+
+#[tokio::test]
+async fn miner_settings_reach_the_builder_and_are_replayed_after_an_outage() {
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builder_policy.health_interval = Duration::from_millis(20);
+    })
+    .await;
+    let client = net.seq.client().clone();
+    let set = |method: &'static str, params: Value| {
+        let client = client.clone();
+        async move {
+            let answer: Value = client.call(method, params).await.expect("op-geth answers");
+            assert_eq!(answer, json!(true), "{method}");
+        }
+    };
+
+    // The batcher throttles: op-geth and the builder both get it.
+    set("miner_setMaxDASize", json!(["0x1000", "0x20000"])).await;
+    net.builders[0]
+        .log()
+        .wait_for_count("miner_setMaxDASize", 1)
+        .await;
+    assert_eq!(net.geth.log().count("miner_setMaxDASize"), 1);
+
+    // Settings change while the builder is down; it comes back with its own defaults.
+    net.builders[0].stop().await;
+    set("miner_setMaxDASize", json!(["0x800", "0x10000"])).await;
+    set("miner_setGasLimit", json!(["0x1c9c380"])).await;
+    net.builders[0].restart().await.expect("restart");
+
+    // The health poll sees it back and replays the latest of each setting, not the history.
+    // (The bound only turns a missing replay into a failure instead of a hang.)
+    let replayed = net.builders[0].log().wait_for(|entries| {
+        entries.iter().any(|e| e.method == "miner_setGasLimit")
+            && entries
+                .iter()
+                .rev()
+                .find(|e| e.method == "miner_setMaxDASize")
+                .is_some_and(|e| e.params_json() == json!(["0x800", "0x10000"]))
+    });
+    tokio::time::timeout(Duration::from_secs(10), replayed)
+        .await
+        .expect("settings replayed after the outage");
+    assert_eq!(
+        last_params(&net.builders[0], "miner_setGasLimit"),
+        Some(json!(["0x1c9c380"]))
+    );
+    assert_eq!(net.geth.log().count("miner_setMaxDASize"), 2);
+    // Blocks go on as before.
+    let report = net.step().await;
+    assert!(net.built_by(report.number, "builder"));
+}

@@ -1,7 +1,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -87,6 +87,8 @@ pub struct BuilderHealth {
     // pessimistic start would cost every fresh start its first blocks.
     state: Arc<AtomicU64>,
     payload_failures: Arc<AtomicU64>,
+    // Set whenever it is found unreachable; taken when it is next seen synced.
+    outage: Arc<AtomicBool>,
 }
 
 /// Payload failures in a row after which a synced builder counts as degraded for health.
@@ -110,6 +112,7 @@ impl BuilderHealth {
             name,
             state: Arc::new(AtomicU64::new(HealthState::Synced.pack())),
             payload_failures: Arc::new(AtomicU64::new(0)),
+            outage: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -139,23 +142,39 @@ impl BuilderHealth {
         self.state() == HealthState::Synced
     }
 
-    /// Records a new state.
-    pub fn set(&self, state: HealthState) {
+    /// Records a new state; returns the one it replaces.
+    pub fn set(&self, state: HealthState) -> HealthState {
         let previous = HealthState::unpack(self.state.swap(state.pack(), Ordering::Relaxed));
         if previous.label() != state.label() {
             tracing::info!(target: "switchyard::builder", builder = %self.name, from = previous.label(), to = state.label(), "builder health changed");
         }
         metrics::synced(&self.name, state);
+        if matches!(state, HealthState::Unreachable | HealthState::Tls) {
+            self.outage.store(true, Ordering::Relaxed);
+        }
+        previous
+    }
+
+    /// Whether it was unreachable since the last call; clears the mark.
+    pub(crate) fn take_outage(&self) -> bool {
+        self.outage.swap(false, Ordering::Relaxed)
     }
 
     /// Learns from the builder's answer to an engine call.
     pub(crate) fn observe(&self, method: &str, result: &Result<Bytes, BuilderError>) {
         let status = match (EngineMethod::parse(method), result) {
             (_, Err(BuilderError::Transport(crate::ForwardError::Tls { .. }))) => {
-                return self.set(HealthState::Tls);
+                self.set(HealthState::Tls);
+                return;
             }
-            (_, Err(BuilderError::Transport(_))) => return self.set(HealthState::Unreachable),
-            (Some(_), Err(_)) => return self.set(HealthState::Failing),
+            (_, Err(BuilderError::Transport(_))) => {
+                self.set(HealthState::Unreachable);
+                return;
+            }
+            (Some(_), Err(_)) => {
+                self.set(HealthState::Failing);
+                return;
+            }
             (Some(EngineMethod::NewPayload(_)), Ok(body)) => {
                 serde_json::from_slice::<Status>(body).map(|s| s.status)
             }
@@ -179,7 +198,8 @@ fn block_number(result: &Bytes) -> Option<u64> {
 
 /// Every `interval`, compares each builder's head (`eth_blockNumber`) with op-geth's: one more
 /// than `max_lag` blocks behind is [`HealthState::Behind`], no answer
-/// [`HealthState::Unreachable`], otherwise [`HealthState::Synced`]. Runs until dropped.
+/// [`HealthState::Unreachable`], otherwise [`HealthState::Synced`]. A synced builder that may
+/// have missed a `miner_*` setting gets them replayed. Runs until dropped.
 pub async fn poll_heads(
     l2: BuilderClient,
     builders: Vec<Arc<Builder>>,
@@ -219,6 +239,13 @@ pub async fn poll_heads(
                 },
             };
             builder.health().set(state);
+            if state == HealthState::Synced {
+                // Back from an outage, it may have restarted with its own defaults.
+                if builder.health().take_outage() {
+                    builder.mark_settings_stale();
+                }
+                builder.replay_settings_if_stale();
+            }
         }
     }
 }

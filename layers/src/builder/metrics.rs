@@ -79,6 +79,7 @@ pub(super) fn lane_call(
         Some(crate::engine::EngineMethod::ForkchoiceUpdated(_)) => "forkchoice",
         Some(crate::engine::EngineMethod::GetPayload(_)) => "get_payload",
         None if method.starts_with("eth_sendRawTransaction") => "transaction",
+        None if method.starts_with("miner_") => "miner_setting",
         None => "other",
     };
     let outcome = match result {

@@ -15,6 +15,9 @@
 //!   engine traffic. A full lane drops the message and counts the drop; nobody waits on a lane.
 //! - [`BuilderHealth`] says whether it is synced: from what it answers in its engine lane, and
 //!   from [`poll_heads`], which compares its head with op-geth's.
+//! - `miner_*` settings (DA limits, gas limit, extra data, gas price) go to it through its
+//!   transaction lane, and the latest of each is kept: a builder that missed one (down, full
+//!   lane, error) gets them all again once [`poll_heads`] sees it synced.
 //! - [`CircuitBreaker`]: after `threshold` invalid payloads in a row it opens, and the builder
 //!   runs dry (its payloads are fetched and checked but never chosen) for `cooldown` blocks.
 //!
@@ -43,6 +46,7 @@ mod health;
 mod lane;
 pub(crate) mod metrics;
 mod mode;
+mod settings;
 
 pub use breaker::CircuitBreaker;
 pub use client::{BuilderClient, BuilderError};
@@ -55,6 +59,7 @@ use std::sync::Arc;
 
 use crate::jsonrpc::RpcCall;
 use lane::Lane;
+use settings::Settings;
 
 /// One external block builder. See the [module docs](self).
 #[derive(Debug)]
@@ -64,6 +69,7 @@ pub struct Builder {
     transactions: Lane,
     health: BuilderHealth,
     breaker: CircuitBreaker,
+    settings: Settings,
 }
 
 impl Builder {
@@ -99,6 +105,7 @@ impl Builder {
             client,
             health,
             breaker,
+            settings: Settings::default(),
         })
     }
 
@@ -138,6 +145,53 @@ impl Builder {
     /// [`LaneError::Full`] if the lane is full (the transaction is dropped and counted).
     pub fn send_transaction(&self, call: &RpcCall) -> Result<(), LaneError> {
         self.transactions.send(call, Reply::None)
+    }
+
+    /// Sends a `miner_*` setting through the transaction lane and keeps it as the latest of its
+    /// method. If the builder is unreachable, the lane is full or the builder answers with an
+    /// error, the settings are replayed once it is next seen synced.
+    pub fn send_setting(&self, call: &RpcCall) {
+        self.settings.remember(call);
+        if matches!(
+            self.health.state(),
+            HealthState::Unreachable | HealthState::Tls
+        ) {
+            self.settings.mark_stale();
+            return;
+        }
+        self.send_setting_now(call);
+    }
+
+    fn send_setting_now(&self, call: &RpcCall) {
+        let stale = self.settings.stale_flag();
+        let reply = Reply::Callback(Box::new(move |result| {
+            // Unreachable, or a JSON-RPC error: the builder did not take the setting.
+            if result.is_err() {
+                stale.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+        if self.transactions.send(call, reply).is_err() {
+            self.settings.mark_stale();
+        }
+    }
+
+    /// Marks the settings for replay at the next [`Builder::replay_settings_if_stale`].
+    pub fn mark_settings_stale(&self) {
+        self.settings.mark_stale();
+    }
+
+    /// Replays every remembered setting if the builder may have missed one. Called by
+    /// [`poll_heads`] when it sees the builder synced.
+    pub fn replay_settings_if_stale(&self) {
+        if self.settings.take_stale() {
+            let settings = self.settings.all();
+            if !settings.is_empty() {
+                tracing::info!(target: "switchyard::builder", builder = %self.name(), settings = settings.len(), "replaying miner settings");
+            }
+            for call in &settings {
+                self.send_setting_now(call);
+            }
+        }
     }
 
     /// Calls waiting in the engine lane and the transaction lane.
