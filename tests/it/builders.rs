@@ -677,3 +677,28 @@ async fn miner_settings_reach_the_builder_and_are_replayed_after_an_outage() {
     let report = net.step().await;
     assert!(net.built_by(report.number, "builder"));
 }
+
+#[tokio::test]
+async fn builder_blocks_win_at_zero_block_time_with_a_50ms_builder() {
+    // The peer's `fcu_no_block_time_delay`: every builder call takes 50 ms, and op-node asks for
+    // the payload right after its forkchoice update. The builder's lane holds the previous
+    // block's boost sync ahead of the attributes (ordered, as the builder needs them), so its
+    // payload is ready about four calls (~200 ms) later: within a 1 s deadline even on a busy CI
+    // machine.
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builder_policy.payload_deadline = Duration::from_secs(1);
+    })
+    .await;
+    net.builders[0]
+        .faults()
+        .add(Fault::Delay { ms: 50 }.everywhere());
+    for _ in 0..30 {
+        let report = net.step().await;
+        assert!(
+            net.built_by(report.number, "builder"),
+            "block {}: {:?}",
+            report.number,
+            net.last()
+        );
+    }
+}
