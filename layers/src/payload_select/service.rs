@@ -75,20 +75,26 @@ where
         let Some((call, version, id)) = target else {
             return Either::Right(self.inner.call(req));
         };
-        if self.ctx.builders.is_empty() || self.ctx.mode.get() == ExecutionMode::Disabled {
+        // Read once: a switch mid-request must not give this request half of each mode.
+        let mode = self.ctx.mode.get();
+        if self.ctx.builders.is_empty() || mode == ExecutionMode::Disabled {
             return Either::Right(self.inner.call(req));
         }
         // The ready service answers op-node's call; clones validate builder payloads.
         let clone = self.inner.clone();
         let local = std::mem::replace(&mut self.inner, clone);
         let validator = self.inner.clone();
+        let target = Target {
+            call,
+            version,
+            id,
+            mode,
+        };
         Either::Left(Box::pin(select(
             local,
             validator,
             req,
-            call,
-            version,
-            id,
+            target,
             self.ctx.clone(),
         )))
     }
@@ -120,13 +126,20 @@ impl Chain {
     }
 }
 
+/// One getPayload to serve: op-node's call, its version and payload id, and the mode it is
+/// served in.
+struct Target {
+    call: RpcCall,
+    version: u8,
+    id: PayloadId,
+    mode: ExecutionMode,
+}
+
 async fn select<S>(
     mut local: S,
     validator: S,
     req: Request<RpcBody>,
-    call: RpcCall,
-    version: u8,
-    id: PayloadId,
+    target: Target,
     ctx: Arc<Ctx>,
 ) -> Result<Response<RpcBody>, S::Error>
 where
@@ -134,8 +147,13 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
+    let Target {
+        call,
+        version,
+        id,
+        mode,
+    } = target;
     let started = Instant::now();
-    let mode = ctx.mode.get();
     let job = ctx.jobs.get(&id);
     let local_answer = local.call(req);
     tokio::pin!(local_answer);
