@@ -131,6 +131,19 @@ async fn op_geth_failing_validation_makes_the_local_block_win() {
 }
 
 #[tokio::test]
+async fn op_geth_not_saying_valid_makes_the_local_block_win() {
+    // Only VALID validates: SYNCING (op-geth cannot tell yet) is not good enough.
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |_| {}).await;
+    net.step().await;
+    net.geth
+        .faults()
+        .add(Fault::Syncing.on("engine_newPayloadV4").times(1));
+    let report = net.step().await;
+    assert_eq!(net.last().builders[0].lost, Some("syncing"));
+    assert!(net.built_locally(report.number));
+}
+
+#[tokio::test]
 async fn op_geth_failing_op_nodes_new_payload_passes_its_error_on() {
     let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
         config.builder_policy.mode = switchyard_layers::builder::ExecutionMode::Disabled;

@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod builders;
 mod devnet;
+mod docs;
 mod faults;
 mod health;
 mod limits;

@@ -1,0 +1,69 @@
+//! The fault catalogue and the parity table name tests that exist, and every row names one.
+
+use std::path::Path;
+
+/// Every `file::function` in backticks in `doc`'s table rows, checked against the sources: an
+/// integration test in `tests/it/<file>.rs`, or (with more `::`) a test function anywhere in
+/// `layers/src`, `sim/src` or `src`.
+fn check_rows(doc: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(doc)).expect("doc");
+    let sources = |dir: &str| -> String {
+        let mut all = String::new();
+        let mut stack = vec![root.join(dir)];
+        while let Some(path) = stack.pop() {
+            for entry in std::fs::read_dir(&path).expect("dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    all.push_str(&std::fs::read_to_string(&path).expect("source"));
+                }
+            }
+        }
+        all
+    };
+    let unit_sources = [sources("layers/src"), sources("sim/src"), sources("src")].concat();
+    let mut rows = 0;
+    for row in text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
+    {
+        if row.starts_with("|--") || row.starts_with("| Test") || row.starts_with("| Finding") {
+            continue;
+        }
+        let names: Vec<&str> = row
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| {
+                n.contains("::")
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            })
+            .collect();
+        let design = row.contains("design:");
+        assert!(
+            !names.is_empty() || design,
+            "{doc}: a row without a test (or a `design:` note): {row}"
+        );
+        rows += 1;
+        for name in names {
+            let parts: Vec<&str> = name.split("::").collect();
+            let function = parts.last().copied().unwrap_or_default();
+            let found = if parts.len() == 2 {
+                std::fs::read_to_string(root.join(format!("tests/it/{}.rs", parts[0])))
+                    .is_ok_and(|s| s.contains(&format!("fn {function}(")))
+            } else {
+                unit_sources.contains(&format!("fn {function}("))
+            };
+            assert!(found, "{doc}: no test {name}");
+        }
+    }
+    assert!(rows >= 15, "{doc}: only {rows} rows");
+}
+
+#[test]
+fn every_fault_catalogue_row_names_a_test_that_exists() {
+    check_rows("docs/faults.md");
+}
