@@ -3,8 +3,8 @@
 use std::path::Path;
 
 /// Every `file::function` in backticks in `doc`'s table rows, checked against the sources: an
-/// integration test in `tests/it/<file>.rs`, or (with more `::`) a test function anywhere in
-/// `layers/src`, `sim/src` or `src`.
+/// integration test in `tests/it/<file>.rs`, or else a test function anywhere in `layers/src`,
+/// `sim/src` or `src`. A row names a test or says `design:`.
 fn check_rows(doc: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join(doc)).expect("doc");
@@ -24,12 +24,11 @@ fn check_rows(doc: &str) {
         all
     };
     let unit_sources = [sources("layers/src"), sources("sim/src"), sources("src")].concat();
+    let lines: Vec<&str> = text.lines().collect();
     let mut rows = 0;
-    for row in text
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
-    {
-        if row.starts_with("|--") || row.starts_with("| Test") || row.starts_with("| Finding") {
+    for (i, row) in lines.iter().enumerate() {
+        let header = lines.get(i + 1).is_some_and(|next| next.starts_with("|--"));
+        if !row.starts_with("| ") || header {
             continue;
         }
         let names: Vec<&str> = row
@@ -38,8 +37,9 @@ fn check_rows(doc: &str) {
             .step_by(2)
             .filter(|n| {
                 n.contains("::")
-                    && n.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && n.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':'
+                    })
             })
             .collect();
         let design = row.contains("design:");
@@ -51,11 +51,11 @@ fn check_rows(doc: &str) {
         for name in names {
             let parts: Vec<&str> = name.split("::").collect();
             let function = parts.last().copied().unwrap_or_default();
-            let found = if parts.len() == 2 {
-                std::fs::read_to_string(root.join(format!("tests/it/{}.rs", parts[0])))
-                    .is_ok_and(|s| s.contains(&format!("fn {function}(")))
-            } else {
-                unit_sources.contains(&format!("fn {function}("))
+            let integration =
+                std::fs::read_to_string(root.join(format!("tests/it/{}.rs", parts[0])));
+            let found = match integration {
+                Ok(source) if parts.len() == 2 => source.contains(&format!("fn {function}(")),
+                _ => unit_sources.contains(&format!("fn {function}(")),
             };
             assert!(found, "{doc}: no test {name}");
         }
@@ -66,4 +66,9 @@ fn check_rows(doc: &str) {
 #[test]
 fn every_fault_catalogue_row_names_a_test_that_exists() {
     check_rows("docs/faults.md");
+}
+
+#[test]
+fn every_parity_row_names_a_test_or_a_design_decision() {
+    check_rows("docs/parity.md");
 }
