@@ -14,8 +14,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, header};
 use serde_json::{Value, json};
 use switchyard_layers::{
-    BoostSyncLayer, FcuMuxLayer, HealthLayer, MeasureLayer, PayloadSelectLayer, RequireJwtLayer,
-    RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
+    BoostSyncLayer, FcuMuxLayer, HealthLayer, MeasureLayer, MinerMirrorLayer, PayloadSelectLayer,
+    RequireJwtLayer, RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
     body::RpcBody,
     builder::ModeSwitch,
     engine::Envelope,
@@ -138,6 +138,10 @@ fn layers(c: &mut Criterion) {
         let svc = TxMirrorLayer::new(Vec::new()).layer(bare());
         b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
     });
+    group.bench_function("miner_mirror", |b| {
+        let svc = MinerMirrorLayer::new(Vec::new()).layer(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(parsed()))
+    });
     group.bench_function("health_routes", |b| {
         let svc = HealthLayer::new(|| HealthReport::new(Health::Healthy, true)).layer(bare());
         b.to_async(&rt).iter(|| svc.clone().oneshot(request(false)))
@@ -158,6 +162,7 @@ fn layers(c: &mut Criterion) {
                 mode.clone(),
             ))
             .layer(TxMirrorLayer::new(Vec::new()))
+            .layer(MinerMirrorLayer::new(Vec::new()))
             .layer(SignJwtLayer::new(secret.clone()))
             .layer(MeasureLayer::upstream("l2"))
             .service(bare());
@@ -176,6 +181,7 @@ fn layers(c: &mut Criterion) {
             "fcu_mux",
             "payload_select",
             "tx_mirror",
+            "miner_mirror",
             "health_routes",
             "whole_stack",
         ],
