@@ -394,6 +394,10 @@ fn builder_response(call: &RpcCall, written: &Written) -> Response<RpcBody> {
     response
 }
 
+/// Builder answers up to this size are checked and hashed on the event loop: tens of
+/// microseconds, less than a hand-off to a blocking thread and back.
+const INLINE_CHECK_BYTES: usize = 64 * 1024;
+
 /// One builder's path: its payload id, its payload, the checks, op-geth's validation.
 async fn run_chain<S>(
     builder_job: BuilderJob,
@@ -435,16 +439,23 @@ where
 
     let step = Instant::now();
     // Milliseconds of CPU for a big payload (the block hash alone is keccak over every
-    // transaction): off the event loop, so that op-node's other calls are not held up.
+    // transaction): off the event loop, so that op-node's other calls are not held up. A small
+    // one takes microseconds, less than the hand-off to a blocking thread.
     let max_size = ctx.max_payload_size;
     let checking_job = job.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
+    let small = answer.len() <= INLINE_CHECK_BYTES;
+    let prepare = move || {
         let envelope = check(&answer, version, &checking_job, max_size)?;
         let written = envelope.write();
         Ok::<_, &'static str>((Arc::new(envelope), written))
-    })
-    .await
-    .unwrap_or(Err("check_failed"));
+    };
+    let prepared = if small {
+        prepare()
+    } else {
+        tokio::task::spawn_blocking(prepare)
+            .await
+            .unwrap_or(Err("check_failed"))
+    };
     stages.checks = Some(step.elapsed());
     let (envelope, written) = match prepared {
         Ok(prepared) => prepared,
@@ -458,11 +469,16 @@ where
 
     // op-geth validates while we recompute the hash: both must pass, neither waits for the other.
     let step = Instant::now();
-    let hashing = {
-        let envelope = envelope.clone();
-        tokio::task::spawn_blocking(move || check_block_hash(&envelope))
+    let hashing = async {
+        if small {
+            Ok(check_block_hash(&envelope))
+        } else {
+            let envelope = envelope.clone();
+            tokio::task::spawn_blocking(move || check_block_hash(&envelope)).await
+        }
     };
-    let (hashed, validation) = tokio::join!(hashing, validate(validator, &written));
+    // Validation first: its request is on its way before an inline hash takes the thread.
+    let (validation, hashed) = tokio::join!(validate(validator, &written), hashing);
     stages.new_payload = Some(step.elapsed());
     let validation = match hashed {
         Ok(Ok(())) => validation,
