@@ -40,8 +40,16 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, worker_threads: usize) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads)
+    // One worker: everything on the main thread, so a request never wakes another thread (the
+    // accept loop included). Blocking work (big payload checks) still has its own pool.
+    let mut builder = if worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(worker_threads);
+        builder
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the runtime")?;
