@@ -174,8 +174,9 @@ fn spawn_switchyard(l2: &Process, builder: &Process) -> Process {
             &secret_hex(&builder.secret.unwrap()),
             "--rpc-port",
             "0",
-            "--metrics",
-            "false",
+            // As deployed: metrics on (on a port of its own, unscraped).
+            "--metrics-port",
+            "0",
             "--log-format",
             "json",
             "--payload-deadline",
@@ -183,7 +184,11 @@ fn spawn_switchyard(l2: &Process, builder: &Process) -> Process {
         ])
         .env(
             "RUST_LOG",
-            "warn,switchyard=info,switchyard::payload=warn,switchyard::builder=warn",
+            if std::env::var_os("LOAD_LOG").is_some() {
+                "warn,switchyard=info,switchyard::builder=warn"
+            } else {
+                "warn,switchyard=info,switchyard::payload=warn,switchyard::builder=warn"
+            },
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -199,7 +204,18 @@ fn spawn_switchyard(l2: &Process, builder: &Process) -> Process {
             break event["addr"].as_str().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    // LOAD_LOG=<file> keeps switchyard's log (its decision lines carry each stage's latency).
+    let mut keep = std::env::var("LOAD_LOG")
+        .ok()
+        .and_then(|path| std::fs::File::create(path).ok());
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for line in lines.map_while(Result::ok) {
+            if let Some(file) = &mut keep {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     Process {
         child,
         addr,
@@ -472,6 +488,19 @@ fn print(rows: &[Row]) {
 
 async fn orchestrate(quick: bool) {
     let (rounds, calls, blocks) = if quick { (3, 300, 20) } else { (5, 1_000, 60) };
+    // LOAD_ONLY=cycle runs small block cycles alone, long, for profiling.
+    if std::env::var("LOAD_ONLY").as_deref() == Ok("cycle") {
+        let setup = Setup::new((0, 0));
+        eprintln!("switchyard pid {}", setup.switchyard.pid());
+        let rows = vec![
+            run_workload(&setup, "block cycle small c=1", "block", 10, |url, s| {
+                cycles_owned(url, s, 1, 200)
+            })
+            .await,
+        ];
+        print(&rows);
+        return;
+    }
     // LOAD_ONLY=eth runs the eth_* workload alone, long, for profiling a proxy.
     if std::env::var("LOAD_ONLY").as_deref() == Ok("eth") {
         let setup = Setup::new((0, 0));
