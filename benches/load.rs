@@ -64,6 +64,8 @@ async fn serve_sim(args: &[String]) {
     }
     config.log_capacity = 16;
     config.retain_blocks = 256;
+    // Sixteen sequencers at once: each must find its payload however the others interleave.
+    config.payloads_kept = 256;
     let sim = EngineSim::spawn(config).await.unwrap();
     println!("ADDR {} SECRET {}", sim.addr(), sim.secret_hex());
     std::future::pending::<()>().await;
@@ -118,6 +120,17 @@ impl Process {
             .nth(1)?
             .parse()
             .ok()
+    }
+
+    /// CPU time used so far, user and system, all threads, in seconds (clock ticks of 10 ms:
+    /// read over a whole workload, not per call).
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
     }
 
     fn reset_peak_rss(&self) {
@@ -399,9 +412,12 @@ impl Setup {
     }
 }
 
+/// A configuration's samples, the proxy's peak RSS (KiB) and CPU seconds over the workload.
+type Measured = (Samples, Option<u64>, Option<f64>);
+
 struct Row {
     workload: String,
-    results: BTreeMap<&'static str, (Samples, Option<u64>)>,
+    results: BTreeMap<&'static str, Measured>,
     unit: &'static str,
 }
 
@@ -417,7 +433,7 @@ where
     Fut: std::future::Future<Output = Samples>,
 {
     eprint!("{workload}: ");
-    let mut results: BTreeMap<&'static str, (Samples, Option<u64>)> = BTreeMap::new();
+    let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
     for config in CONFIGS {
         if let Some(p) = setup.proxy(config) {
             p.reset_peak_rss();
@@ -426,8 +442,15 @@ where
     for _ in 0..rounds {
         for config in CONFIGS {
             let (url, secret) = setup.target(config);
+            let proxy = setup.proxy(config);
+            let cpu_before = proxy.and_then(Process::cpu_seconds);
             let samples = run(url, secret).await;
-            results.entry(config).or_default().0.merge(samples);
+            let cpu = cpu_before.zip(proxy.and_then(Process::cpu_seconds));
+            let entry = results.entry(config).or_default();
+            entry.0.merge(samples);
+            if let Some((before, after)) = cpu {
+                *entry.2.get_or_insert(0.0) += after - before;
+            }
             eprint!(".");
         }
     }
@@ -447,15 +470,15 @@ where
 
 fn print(rows: &[Row]) {
     println!(
-        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB) |"
+        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB) | proxy CPU per op (µs) |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let direct = &row.results["direct"].0;
         for config in CONFIGS {
-            let (samples, rss) = &row.results[config];
+            let (samples, rss, cpu) = &row.results[config];
             println!(
-                "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} |",
+                "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} | {} |",
                 row.workload,
                 samples.percentile(0.5),
                 samples.percentile(0.99),
@@ -464,6 +487,10 @@ fn print(rows: &[Row]) {
                 samples.percentile(0.5) - direct.percentile(0.5),
                 samples.percentile(0.99) - direct.percentile(0.99),
                 rss.map_or("-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+                cpu.map_or("-".to_owned(), |s| format!(
+                    "{:.0}",
+                    s * 1e6 / samples.latencies.len().max(1) as f64
+                )),
             );
         }
     }
@@ -487,14 +514,16 @@ fn print(rows: &[Row]) {
 }
 
 async fn orchestrate(quick: bool) {
-    let (rounds, calls, blocks) = if quick { (3, 300, 20) } else { (5, 1_000, 60) };
-    // LOAD_ONLY=cycle runs small block cycles alone, long, for profiling.
-    if std::env::var("LOAD_ONLY").as_deref() == Ok("cycle") {
-        let setup = Setup::new((0, 0));
+    let (rounds, calls, blocks) = if quick { (3, 300, 20) } else { (9, 3_000, 160) };
+    // LOAD_ONLY=cycle (or cycle-1mib) runs block cycles alone, long, for profiling.
+    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+    if only.starts_with("cycle") {
+        let big = only == "cycle-1mib";
+        let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) });
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         let rows = vec![
-            run_workload(&setup, "block cycle small c=1", "block", 10, |url, s| {
-                cycles_owned(url, s, 1, 200)
+            run_workload(&setup, &only, "block", 10, |url, s| {
+                cycles_owned(url, s, 1, if big { 20 } else { 200 })
             })
             .await,
         ];

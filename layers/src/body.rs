@@ -183,9 +183,10 @@ where
             match (this.first.take(), this.rest.as_mut()) {
                 (None, None) => *this.first = Some(data),
                 (Some(first), None) => {
+                    // The hint is what is still to come: room for it and what we have, once.
                     let capacity = usize::try_from(this.body.size_hint().lower())
                         .unwrap_or(0)
-                        .max(*this.len)
+                        .saturating_add(*this.len)
                         .min(*this.limit);
                     let mut rest = BytesMut::with_capacity(capacity);
                     rest.extend_from_slice(&first);

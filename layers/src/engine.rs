@@ -154,6 +154,7 @@ pub enum Envelope {
 #[derive(Clone, Debug)]
 pub struct Written {
     envelope: Bytes,
+    answer: Option<Bytes>,
     payload: std::ops::Range<usize>,
     version: u8,
     beacon: Option<B256>,
@@ -165,21 +166,40 @@ impl Written {
         &self.envelope
     }
 
+    /// The whole JSON-RPC answer around the envelope, if written by [`Envelope::write_answer`].
+    pub fn answer(&self) -> Option<&Bytes> {
+        self.answer.as_ref()
+    }
+
     /// The `engine_newPayload` version and params for this payload.
     pub fn new_payload_params(&self) -> (u8, Vec<u8>) {
-        let payload = &self.envelope[self.payload.clone()];
-        let mut params = Vec::with_capacity(payload.len() + 96);
+        let mut params = Vec::with_capacity(self.payload.len() + 96);
+        self.write_new_payload_params(&mut params);
+        (self.version, params)
+    }
+
+    /// The whole `engine_newPayload` call that validates this payload, under `id` (raw JSON),
+    /// written once: the payload is copied a single time.
+    pub fn new_payload_call(&self, id: &[u8]) -> crate::jsonrpc::RpcCall {
+        crate::jsonrpc::RpcCall::build(
+            &format!("engine_newPayloadV{}", self.version),
+            id,
+            self.payload.len() + 96,
+            |out| self.write_new_payload_params(out),
+        )
+    }
+
+    fn write_new_payload_params(&self, params: &mut Vec<u8>) {
         params.push(b'[');
-        params.extend_from_slice(payload);
+        params.extend_from_slice(&self.envelope[self.payload.clone()]);
         if let Some(beacon) = self.beacon {
             params.extend_from_slice(b",[],");
-            hex(&mut params, beacon.as_slice());
+            hex(params, beacon.as_slice());
             if self.version == 4 {
                 params.extend_from_slice(b",[]");
             }
         }
         params.push(b']');
-        (self.version, params)
     }
 }
 
@@ -365,9 +385,24 @@ impl Envelope {
     /// Writes the envelope out once; op-geth's newPayload params and op-node's answer are both
     /// cut from these bytes.
     pub fn write(&self) -> Written {
+        self.write_framed(b"", b"")
+    }
+
+    /// As [`Envelope::write`], inside the JSON-RPC answer to the call with raw id `id` (see
+    /// [`Written::answer`]): the answer to op-node needs no second copy of the payload.
+    pub fn write_answer(&self, id: &[u8]) -> Written {
+        let mut prefix = Vec::with_capacity(40 + id.len());
+        prefix.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        prefix.extend_from_slice(if id.is_empty() { b"null" } else { id });
+        prefix.extend_from_slice(b",\"result\":");
+        self.write_framed(&prefix, b"}")
+    }
+
+    fn write_framed(&self, prefix: &[u8], suffix: &[u8]) -> Written {
         let payload = self.payload();
         let hex_len: usize = payload.transactions.iter().map(|tx| 2 * tx.len() + 5).sum();
-        let mut out = Vec::with_capacity(hex_len + 2_048);
+        let mut out = Vec::with_capacity(prefix.len() + hex_len + 2_048);
+        out.extend_from_slice(prefix);
         out.extend_from_slice(b"{\"executionPayload\":");
         let start = out.len();
         self.write_payload(&mut out);
@@ -400,9 +435,14 @@ impl Envelope {
             }
         };
         out.push(b'}');
+        let envelope_end = out.len();
+        out.extend_from_slice(suffix);
+        let whole = Bytes::from(out);
+        let offset = prefix.len();
         Written {
-            envelope: out.into(),
-            payload: start..end,
+            envelope: whole.slice(offset..envelope_end),
+            answer: (!prefix.is_empty()).then_some(whole),
+            payload: start - offset..end - offset,
             version,
             beacon,
         }
@@ -672,6 +712,23 @@ mod tests {
                 _ => serde_json::json!([serde_value["executionPayload"], [], beacon, []]),
             };
             assert_eq!(params, expected, "v{version}");
+            let call = written.new_payload_call(b"7");
+            assert_eq!(call.method(), format!("engine_newPayloadV{new_version}"));
+            assert_eq!(call.id(), b"7");
+            let call_params: serde_json::Value =
+                serde_json::from_slice(call.params().unwrap_or_default()).expect("params JSON");
+            assert_eq!(
+                call_params, expected,
+                "v{version}: the call carries the same params"
+            );
+            let framed = envelope.write_answer(b"\"op-node\"");
+            assert_eq!(framed.envelope(), written.envelope());
+            assert_eq!(framed.new_payload_params(), written.new_payload_params());
+            let whole: serde_json::Value =
+                serde_json::from_slice(framed.answer().expect("an answer")).expect("answer JSON");
+            assert_eq!(whole["id"], "op-node");
+            assert_eq!(whole["result"], serde_value, "v{version}");
+            assert!(written.answer().is_none());
             let answer = format!(
                 r#"{{"jsonrpc":"2.0","id":1,"result":{}}}"#,
                 String::from_utf8_lossy(written.envelope())

@@ -128,22 +128,39 @@ impl RpcCall {
     ///
     /// `id` is raw JSON text; `params` is raw JSON text (usually an array).
     pub fn new(method: &str, id: &[u8], params: &[u8]) -> Self {
-        let mut out = BytesMut::with_capacity(48 + method.len() + id.len() + params.len());
-        out.put_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        out.put_slice(id);
-        out.put_slice(b",\"method\":");
-        write_json_string(&mut out, method);
-        out.put_slice(b",\"params\":");
-        out.put_slice(params);
-        out.put_u8(b'}');
-        let bytes = out.freeze();
+        Self::build(method, id, params.len(), |out| {
+            out.extend_from_slice(params)
+        })
+    }
+
+    /// As [`RpcCall::new`], with the params written by `write_params` straight into the call's
+    /// buffer (`params_len` is a capacity hint), so that big params are not copied twice.
+    /// `write_params` must write one JSON value.
+    pub fn build(
+        method: &str,
+        id: &[u8],
+        params_len: usize,
+        write_params: impl FnOnce(&mut Vec<u8>),
+    ) -> Self {
+        let mut out = Vec::with_capacity(48 + method.len() + id.len() + params_len);
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        out.extend_from_slice(id);
+        out.extend_from_slice(b",\"method\":");
+        let mut name = BytesMut::with_capacity(method.len() + 2);
+        write_json_string(&mut name, method);
+        out.extend_from_slice(&name);
+        out.extend_from_slice(b",\"params\":");
+        let params_start = out.len();
+        write_params(&mut out);
+        let params_end = out.len();
+        out.push(b'}');
+        let bytes = Bytes::from(out);
         // The layout above is fixed, so the parts are found by their known offsets.
         let id_start = 22;
-        let params_start = bytes.len() - 1 - params.len();
         Self {
             method: method.into(),
             id: bytes.slice(id_start..id_start + id.len()),
-            params: Some(bytes.slice(params_start..bytes.len() - 1)),
+            params: Some(bytes.slice(params_start..params_end)),
             bytes,
         }
     }

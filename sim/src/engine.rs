@@ -108,8 +108,6 @@ impl Network {
 }
 
 const MEMPOOL_CAP: usize = 200_000;
-// op-geth keeps a handful of payloads; with 1 MiB blocks this bounds memory too.
-const PAYLOADS_KEPT: usize = 16;
 
 /// Built payloads by id, and their ids oldest first (to forget the oldest).
 type Payloads = (HashMap<PayloadId, Arc<Block>>, VecDeque<PayloadId>);
@@ -134,6 +132,8 @@ pub(crate) struct Engine {
     network: Option<Arc<Network>>,
     pub(crate) faults: Arc<Faults>,
     filler: Option<(usize, usize)>,
+    // op-geth keeps a handful of payloads; with 1 MiB blocks this bounds memory too.
+    payloads_kept: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,7 +196,14 @@ impl Engine {
             network,
             faults,
             filler: None,
+            payloads_kept: 16,
         }
+    }
+
+    /// Keeps this many built payloads retrievable (see `SimConfig::payloads_kept`).
+    pub(crate) fn with_payloads_kept(mut self, kept: usize) -> Self {
+        self.payloads_kept = kept.max(1);
+        self
     }
 
     /// Adds generated transactions to every block (see `SimConfig::filler`).
@@ -388,7 +395,7 @@ impl Engine {
             let mut payloads = lock(&self.payloads);
             payloads.0.insert(id, block);
             payloads.1.push_back(id);
-            if payloads.1.len() > PAYLOADS_KEPT
+            if payloads.1.len() > self.payloads_kept
                 && let Some(old) = payloads.1.pop_front()
             {
                 payloads.0.remove(&old);

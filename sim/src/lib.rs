@@ -87,6 +87,9 @@ pub struct SimConfig {
     pub log_capacity: usize,
     /// How many recent blocks keep their bodies.
     pub retain_blocks: usize,
+    /// How many built payloads stay retrievable by id, the oldest forgotten first (op-geth keeps
+    /// 10; more for many concurrent sequencers on one simulator, as in the load benchmark).
+    pub payloads_kept: usize,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<SimTls>,
     /// Add this many generated transactions of this many calldata bytes to every block built
@@ -159,6 +162,7 @@ impl SimConfig {
             network: None,
             log_capacity: 100_000,
             retain_blocks: 4_096,
+            payloads_kept: 16,
             tls: None,
             filler: None,
         }
@@ -225,7 +229,8 @@ impl EngineSim {
             config.retain_blocks,
             faults,
         )
-        .with_filler(config.filler);
+        .with_filler(config.filler)
+        .with_payloads_kept(config.payloads_kept);
         let tls = config.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let shared = Arc::new(server::Shared {
             engine,

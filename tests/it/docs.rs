@@ -24,7 +24,9 @@ fn check_rows(doc: &str) {
         all
     };
     let unit_sources = [sources("layers/src"), sources("sim/src"), sources("src")].concat();
-    let lines: Vec<&str> = text.lines().collect();
+    // Recorded runs (fuzzing, the long soak) are tables of figures, not of faults.
+    let catalogue = text.split("## Recorded runs").next().unwrap_or_default();
+    let lines: Vec<&str> = catalogue.lines().collect();
     let mut rows = 0;
     for (i, row) in lines.iter().enumerate() {
         let header = lines.get(i + 1).is_some_and(|next| next.starts_with("|--"));

@@ -169,6 +169,7 @@ where
             let job = job.clone()?;
             let chain = run_chain(
                 builder_job.clone(),
+                Bytes::copy_from_slice(call.id()),
                 version,
                 job,
                 validator.clone(),
@@ -385,7 +386,11 @@ fn quantity(text: &str) -> Option<u64> {
 }
 
 fn builder_response(call: &RpcCall, written: &Written) -> Response<RpcBody> {
-    let body = jsonrpc::result_response(call.id(), written.envelope());
+    // Written inside op-node's answer already, unless it was written for another call.
+    let body = match written.answer() {
+        Some(answer) => answer.clone(),
+        None => jsonrpc::result_response(call.id(), written.envelope()),
+    };
     let mut response = Response::new(RpcBody::new(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -401,6 +406,7 @@ const INLINE_CHECK_BYTES: usize = 64 * 1024;
 /// One builder's path: its payload id, its payload, the checks, op-geth's validation.
 async fn run_chain<S>(
     builder_job: BuilderJob,
+    answer_id: Bytes,
     version: u8,
     job: Arc<PayloadJob>,
     validator: S,
@@ -446,7 +452,8 @@ where
     let small = answer.len() <= INLINE_CHECK_BYTES;
     let prepare = move || {
         let envelope = check(&answer, version, &checking_job, max_size)?;
-        let written = envelope.write();
+        // Written inside op-node's answer: if it wins, that is sent as it is.
+        let written = envelope.write_answer(&answer_id);
         Ok::<_, &'static str>((Arc::new(envelope), written))
     };
     let prepared = if small {
@@ -551,12 +558,7 @@ async fn validate<S>(validator: S, written: &Written) -> Result<(), &'static str
 where
     S: Service<Request<RpcBody>, Response = Response<RpcBody>>,
 {
-    let (version, params) = written.new_payload_params();
-    let call = RpcCall::new(
-        &EngineMethod::NewPayload(version).name(),
-        b"\"switchyard\"",
-        &params,
-    );
+    let call = written.new_payload_call(b"\"switchyard\"");
     let mut request = Request::new(RpcBody::new(call.bytes().clone()));
     *request.method_mut() = http::Method::POST;
     request.headers_mut().insert(
