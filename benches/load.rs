@@ -530,8 +530,27 @@ async fn orchestrate(quick: bool) {
         print(&rows);
         return;
     }
+    // LOAD_ONLY=fcu runs forkchoice updates with attributes (the builder hanging) alone.
+    if only == "fcu" {
+        let setup = Setup::new((0, 0));
+        eprintln!("switchyard pid {}", setup.switchyard.pid());
+        let control = format!("http://{}/_sim/faults", setup.builder.addr);
+        post(
+            &control,
+            serde_json::to_vec(&Fault::Hang.on("engine_forkchoiceUpdatedV3")).unwrap(),
+        )
+        .await;
+        let rows = vec![
+            run_workload(&setup, "FCU+attrs, builder hangs", "req", 10, |url, s| {
+                fcus_owned(url, s, 1_000)
+            })
+            .await,
+        ];
+        print(&rows);
+        return;
+    }
     // LOAD_ONLY=eth runs the eth_* workload alone, long, for profiling a proxy.
-    if std::env::var("LOAD_ONLY").as_deref() == Ok("eth") {
+    if only == "eth" {
         let setup = Setup::new((0, 0));
         eprintln!(
             "switchyard pid {} bare pid {}",

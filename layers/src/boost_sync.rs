@@ -85,10 +85,11 @@ impl<S> BoostSync<S> {
 fn is_chain_update(call: &RpcCall) -> bool {
     match EngineMethod::parse(call.method()) {
         Some(EngineMethod::NewPayload(_)) => true,
+        // A scan, not a decode: this runs on every forkchoice update, ahead of op-geth's call.
         Some(EngineMethod::ForkchoiceUpdated(_)) => call
             .params()
-            .and_then(|params| engine::forkchoice_params(params).ok())
-            .is_some_and(|(_, attributes)| attributes.is_none()),
+            .and_then(engine::has_attributes)
+            .is_some_and(|has| !has),
         _ => false,
     }
 }

@@ -118,6 +118,22 @@ pub fn forkchoice_params(
     Ok((state, attributes))
 }
 
+/// Whether `engine_forkchoiceUpdated` params carry attributes (a second element, not `null`),
+/// found by a scan, without decoding the state or the attributes; `None` if the params are not
+/// an array whose first element is an object.
+pub fn has_attributes(params: &[u8]) -> Option<bool> {
+    let elements = crate::scan::array(params).ok()?;
+    let state = elements.first()?;
+    if params.get(state.start) != Some(&b'{') {
+        return None;
+    }
+    Some(
+        elements
+            .get(1)
+            .is_some_and(|span| &params[span.clone()] != b"null"),
+    )
+}
+
 /// The payload id of `engine_getPayload` params.
 ///
 /// # Errors
@@ -635,6 +651,12 @@ mod tests {
         let (_, attrs) = forkchoice_params(with.as_bytes()).expect("attrs");
         assert!(attrs.is_some_and(no_tx_pool));
         assert!(forkchoice_params(b"[1]").is_err());
+        // The scan agrees with the decode.
+        assert_eq!(has_attributes(one.as_bytes()), Some(false));
+        assert_eq!(has_attributes(null.as_bytes()), Some(false));
+        assert_eq!(has_attributes(with.as_bytes()), Some(true));
+        assert_eq!(has_attributes(b"[1]"), None);
+        assert_eq!(has_attributes(b"[{}"), None);
     }
 
     fn payload_json(v2: bool, v3: bool, v4: bool) -> serde_json::Value {

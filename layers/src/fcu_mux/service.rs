@@ -72,17 +72,14 @@ fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
     }
 }
 
-impl<S> FcuMux<S> {
-    /// Queues the call on every synced builder; `None` when this call is not ours.
+impl FcuMuxLayer {
+    /// Queues the call on every synced builder; `None` when this call is not ours to fan out.
     fn fan_out(&self, call: &RpcCall) -> Option<Pending> {
-        if self.layer.builders.is_empty() {
-            return None;
-        }
-        let Some(EngineMethod::ForkchoiceUpdated(version)) = EngineMethod::parse(call.method())
-        else {
-            return None;
+        let version = match EngineMethod::parse(call.method()) {
+            Some(EngineMethod::ForkchoiceUpdated(version)) => version,
+            _ => return None,
         };
-        if self.layer.mode.get() == ExecutionMode::Disabled {
+        if self.mode.get() == ExecutionMode::Disabled {
             return None;
         }
         let params = call.params_bytes()?;
@@ -91,7 +88,6 @@ impl<S> FcuMux<S> {
         // Attributes op-geth will refuse anyway are not worth a builder's time.
         let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes.get()).ok()?;
         let builders = self
-            .layer
             .builders
             .iter()
             .map(|builder| {
@@ -116,7 +112,7 @@ impl<S> FcuMux<S> {
             })
             .collect();
         Some(Pending {
-            jobs: self.layer.jobs.clone(),
+            jobs: self.jobs.clone(),
             fcu_version: version,
             parent: state.head_block_hash,
             attributes,
@@ -138,13 +134,23 @@ where
     }
 
     fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
-        let pending = req
+        // Only noted here: the decoding and the builders' copies wait until op-geth's request
+        // is on its way (the first poll), so that they never delay it.
+        let candidate = req
             .extensions()
             .get::<RpcCall>()
-            .and_then(|call| self.fan_out(call));
+            .filter(|call| {
+                !self.layer.builders.is_empty()
+                    && matches!(
+                        EngineMethod::parse(call.method()),
+                        Some(EngineMethod::ForkchoiceUpdated(_))
+                    )
+            })
+            .map(|call| (call.clone(), self.layer.clone()));
         ResponseFuture {
             future: self.inner.call(req),
-            pending,
+            candidate,
+            pending: None,
         }
     }
 }
@@ -154,6 +160,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
+        candidate: Option<(RpcCall, FcuMuxLayer)>,
         pending: Option<Pending>,
     }
 }
@@ -174,7 +181,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.future.poll(cx))?;
+        let polled = this.future.poll(cx);
+        if let Some((call, layer)) = this.candidate.take() {
+            *this.pending = layer.fan_out(&call);
+        }
+        let response = ready!(polled)?;
         let Some(pending) = this.pending.take() else {
             return Poll::Ready(Ok(response));
         };

@@ -102,7 +102,8 @@ where
 
 /// A builder payload that passed every check and op-geth's validation.
 struct Candidate {
-    envelope: Arc<Envelope>,
+    // The decoded payload is dropped once checked: only its written bytes are served.
+    block_number: u64,
     written: Written,
     summary: Summary,
 }
@@ -238,7 +239,7 @@ where
     };
     if let Some(local) = &local_summary {
         candidates.retain(|(i, candidate)| {
-            let same_number = candidate.envelope.payload().block_number == local.number;
+            let same_number = candidate.block_number == local.number;
             if !same_number {
                 outcomes[*i].lost = Some("number");
             }
@@ -274,11 +275,10 @@ where
         }
     }
 
-    let block_number = local_summary.as_ref().map(|l| l.number).or_else(|| {
-        candidates
-            .first()
-            .map(|(_, c)| c.envelope.payload().block_number)
-    });
+    let block_number = local_summary
+        .as_ref()
+        .map(|l| l.number)
+        .or_else(|| candidates.first().map(|(_, c)| c.block_number));
     let (source, local_lost, response) = match choice {
         Choice::Builder(position) => {
             let (_, candidate) = candidates.swap_remove(position);
@@ -508,7 +508,7 @@ where
             Chain {
                 stages,
                 result: Ok(Candidate {
-                    envelope,
+                    block_number: envelope.payload().block_number,
                     written,
                     summary,
                 }),
