@@ -515,15 +515,17 @@ fn print(rows: &[Row]) {
 
 async fn orchestrate(quick: bool) {
     let (rounds, calls, blocks) = if quick { (3, 300, 20) } else { (9, 3_000, 160) };
-    // LOAD_ONLY=cycle (or cycle-1mib) runs block cycles alone, long, for profiling.
+    // LOAD_ONLY=cycle (or cycle-1mib, or cycle-1mib-16 for 16 sequencers at once) runs block
+    // cycles alone, long, for profiling.
     let only = std::env::var("LOAD_ONLY").unwrap_or_default();
     if only.starts_with("cycle") {
-        let big = only == "cycle-1mib";
+        let big = only.starts_with("cycle-1mib");
+        let concurrency = if only.ends_with("-16") { 16 } else { 1 };
         let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) });
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         let rows = vec![
             run_workload(&setup, &only, "block", 10, |url, s| {
-                cycles_owned(url, s, 1, if big { 20 } else { 200 })
+                cycles_owned(url, s, concurrency, if big { 20 / concurrency.min(10) } else { 200 })
             })
             .await,
         ];

@@ -7,6 +7,8 @@
 //! crate composes them ([`stack`]), serves them ([`server`]), offers an [`admin`] endpoint and
 //! reads the command line ([`config`]).
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod config;
 pub mod devnet;

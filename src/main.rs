@@ -11,6 +11,7 @@ use switchyard::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    bound_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => {
@@ -38,6 +39,27 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc gives every thread that allocates under contention an arena of its own (up to eight
+/// per core) and never hands one arena's free memory to another. switchyard's megabyte payloads
+/// are allocated on the event loop and freed on blocking threads (the payload checks) and back:
+/// with 16 one-megabyte block cycles in flight, arenas held about a third of the peak (153 →
+/// 117 MiB with two). Two arenas: the event loop's and one shared by the helpers. An operator's
+/// own `MALLOC_ARENA_MAX` wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn bound_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists; mallopt only
+        // sets an allocator parameter.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn bound_malloc_arenas() {}
 
 fn run(config: Config, worker_threads: usize) -> anyhow::Result<()> {
     // One worker: everything on the main thread, so a request never wakes another thread (the

@@ -40,6 +40,8 @@
 //!   behind answers `SYNCING` and catches up from the network for its next call.
 //! - **Sync status:** `eth_syncing` is always `false`.
 
+#![forbid(unsafe_code)]
+
 pub mod chain;
 pub mod driver;
 pub mod engine;
