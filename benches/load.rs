@@ -525,7 +525,12 @@ async fn orchestrate(quick: bool) {
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         let rows = vec![
             run_workload(&setup, &only, "block", 10, |url, s| {
-                cycles_owned(url, s, concurrency, if big { 20 / concurrency.min(10) } else { 200 })
+                cycles_owned(
+                    url,
+                    s,
+                    concurrency,
+                    if big { 20 / concurrency.min(10) } else { 200 },
+                )
             })
             .await,
         ];

@@ -36,33 +36,108 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http_body::Body;
-use http_body_util::Full;
+use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 /// The body type every layer below the parse step works with: the whole message, in memory.
-pub type RpcBody = Full<Bytes>;
-
-/// Takes a buffered response apart: its head, and its body's bytes (no copy).
-pub fn into_bytes(response: http::Response<RpcBody>) -> (http::response::Parts, Bytes) {
-    use http_body_util::BodyExt;
-    let (parts, body) = response.into_parts();
-    // A `Full` body is one frame, available at once.
-    let bytes = futures_util::FutureExt::now_or_never(body.collect())
-        .and_then(Result::ok)
-        .map(http_body_util::Collected::to_bytes)
-        .unwrap_or_default();
-    (parts, bytes)
+///
+/// Usually one buffer. A message written around a large part it shares with another (the
+/// validation call around a builder's payload, which is also in op-node's answer) is sent as
+/// its parts, in order, so that the large part is never copied.
+#[derive(Clone, Debug, Default)]
+pub struct RpcBody {
+    // Front first; popped as frames are sent.
+    parts: std::collections::VecDeque<Bytes>,
 }
 
-/// The bytes of a buffered body, without consuming it (a cheap clone of its one frame).
+impl RpcBody {
+    /// A body of one buffer.
+    pub fn new(bytes: Bytes) -> Self {
+        let mut parts = std::collections::VecDeque::with_capacity(1);
+        if !bytes.is_empty() {
+            parts.push_back(bytes);
+        }
+        Self { parts }
+    }
+
+    /// A body made of `parts`, sent in order (empty parts are skipped).
+    pub fn from_parts(parts: impl IntoIterator<Item = Bytes>) -> Self {
+        Self {
+            parts: parts.into_iter().filter(|part| !part.is_empty()).collect(),
+        }
+    }
+
+    /// The whole body in one buffer: its only part as it is, several parts joined (a copy).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts[0].clone(),
+            _ => {
+                let mut joined = BytesMut::with_capacity(self.len());
+                for part in &self.parts {
+                    joined.extend_from_slice(part);
+                }
+                joined.freeze()
+            }
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}
+
+impl<T> From<T> for RpcBody
+where
+    Bytes: From<T>,
+{
+    fn from(value: T) -> Self {
+        Self::new(Bytes::from(value))
+    }
+}
+
+impl Body for RpcBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(
+            self.get_mut()
+                .parts
+                .pop_front()
+                .map(|part| Ok(Frame::data(part))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len() as u64)
+    }
+}
+
+/// Takes a buffered response apart: its head, and its body's bytes (no copy of a one-buffer
+/// body).
+pub fn into_bytes(response: http::Response<RpcBody>) -> (http::response::Parts, Bytes) {
+    let (parts, body) = response.into_parts();
+    (parts, body.to_bytes())
+}
+
+/// The bytes of a buffered body, without consuming it (a cheap clone of a one-buffer body).
 pub fn peek(body: &RpcBody) -> Bytes {
-    use http_body_util::BodyExt;
-    futures_util::FutureExt::now_or_never(body.clone().collect())
-        .and_then(Result::ok)
-        .map(http_body_util::Collected::to_bytes)
-        .unwrap_or_default()
+    body.to_bytes()
 }
 
 /// A boxed error, as bodies and services report them.
@@ -224,8 +299,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_of_parts_is_sent_in_order_with_its_exact_length() {
+        let body = RpcBody::from_parts([
+            Bytes::from_static(b"{\"a\":"),
+            Bytes::new(),
+            Bytes::from_static(b"[1,2]"),
+            Bytes::from_static(b"}"),
+        ]);
+        assert_eq!(body.size_hint().exact(), Some(11));
+        assert_eq!(body.to_bytes(), Bytes::from_static(b"{\"a\":[1,2]}"));
+        let mut frames = Vec::new();
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.map(|f| f.into_data().ok()).ok().flatten());
+        }
+        assert_eq!(
+            frames.len(),
+            3,
+            "the empty part is skipped, the others sent as they are"
+        );
+        assert!(body.is_end_stream());
+        assert!(RpcBody::default().is_end_stream());
+        assert_eq!(RpcBody::new(Bytes::new()).size_hint().exact(), Some(0));
+    }
+
+    #[tokio::test]
     async fn rejects_a_declared_length_over_the_cap_before_reading() {
-        let body = Full::new(Bytes::from_static(b"12345")).map_err(|never| match never {});
+        let body = RpcBody::from(Bytes::from_static(b"12345"));
         let got = CollectCapped::new(body, 4, None).await;
         assert!(matches!(got, Err(BodyError::TooLarge { .. })));
     }

@@ -36,7 +36,7 @@ use alloy_rpc_types_engine::{
 };
 use bytes::Bytes;
 
-use crate::jsonrpc::ErrorObject;
+use crate::{body::RpcBody, jsonrpc::ErrorObject};
 use op_alloy_rpc_types_engine::{
     OpExecutionData, OpExecutionPayload, OpExecutionPayloadEnvelopeV3, OpExecutionPayloadEnvelopeV4,
 };
@@ -194,28 +194,46 @@ impl Written {
         (self.version, params)
     }
 
-    /// The whole `engine_newPayload` call that validates this payload, under `id` (raw JSON),
-    /// written once: the payload is copied a single time.
-    pub fn new_payload_call(&self, id: &[u8]) -> crate::jsonrpc::RpcCall {
-        crate::jsonrpc::RpcCall::build(
-            &format!("engine_newPayloadV{}", self.version),
-            id,
-            self.payload.len() + 96,
-            |out| self.write_new_payload_params(out),
-        )
+    /// The `engine_newPayload` request that validates this payload, under `id` (raw JSON): its
+    /// body in three parts around the payload these bytes already hold, so that the payload is
+    /// not copied, and the call's [head](crate::jsonrpc::RpcCall::head) for the layers that count
+    /// it and answer for it.
+    pub fn new_payload_request(&self, id: &[u8]) -> (crate::jsonrpc::RpcCall, RpcBody) {
+        let method = format!("engine_newPayloadV{}", self.version);
+        let head = crate::jsonrpc::RpcCall::head(&method, id);
+        let mut open = Vec::with_capacity(64 + id.len());
+        open.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        open.extend_from_slice(id);
+        open.extend_from_slice(b",\"method\":\"");
+        open.extend_from_slice(method.as_bytes());
+        open.extend_from_slice(b"\",\"params\":[");
+        let mut close = Vec::with_capacity(96);
+        self.write_params_tail(&mut close);
+        close.push(b'}');
+        let body = RpcBody::from_parts([
+            Bytes::from(open),
+            self.envelope.slice(self.payload.clone()),
+            Bytes::from(close),
+        ]);
+        (head, body)
     }
 
     fn write_new_payload_params(&self, params: &mut Vec<u8>) {
         params.push(b'[');
         params.extend_from_slice(&self.envelope[self.payload.clone()]);
+        self.write_params_tail(params);
+    }
+
+    /// What follows the payload in newPayload's params, the closing bracket included.
+    fn write_params_tail(&self, out: &mut Vec<u8>) {
         if let Some(beacon) = self.beacon {
-            params.extend_from_slice(b",[],");
-            hex(params, beacon.as_slice());
+            out.extend_from_slice(b",[],");
+            hex(out, beacon.as_slice());
             if self.version == 4 {
-                params.extend_from_slice(b",[]");
+                out.extend_from_slice(b",[]");
             }
         }
-        params.push(b']');
+        out.push(b']');
     }
 }
 
@@ -734,8 +752,15 @@ mod tests {
                 _ => serde_json::json!([serde_value["executionPayload"], [], beacon, []]),
             };
             assert_eq!(params, expected, "v{version}");
-            let call = written.new_payload_call(b"7");
-            assert_eq!(call.method(), format!("engine_newPayloadV{new_version}"));
+            let (head, body) = written.new_payload_request(b"7");
+            assert_eq!(head.method(), format!("engine_newPayloadV{new_version}"));
+            assert_eq!(head.id(), b"7");
+            assert!(head.params().is_none(), "the head carries no params");
+            let sent = body.to_bytes();
+            let Ok(crate::jsonrpc::Parsed::Single(Ok(call))) = crate::jsonrpc::parse(&sent) else {
+                panic!("the parts join into one call")
+            };
+            assert_eq!(call.method(), head.method());
             assert_eq!(call.id(), b"7");
             let call_params: serde_json::Value =
                 serde_json::from_slice(call.params().unwrap_or_default()).expect("params JSON");

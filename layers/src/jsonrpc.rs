@@ -124,6 +124,16 @@ impl RpcCall {
         &self.bytes
     }
 
+    /// The head of a call whose body is written separately, in parts (see
+    /// [`Written::new_payload_request`](crate::engine::Written::new_payload_request)): its method
+    /// and id, for the layers that count it and answer for it. It has no params, and its
+    /// [`bytes`](Self::bytes) are the head alone, not the body sent.
+    pub fn head(method: &str, id: &[u8]) -> Self {
+        let mut call = Self::build(method, id, 2, |out| out.extend_from_slice(b"[]"));
+        call.params = None;
+        call
+    }
+
     /// Builds a call from its parts, for layers that originate requests of their own.
     ///
     /// `id` is raw JSON text; `params` is raw JSON text (usually an array).

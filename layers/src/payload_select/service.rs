@@ -558,8 +558,8 @@ async fn validate<S>(validator: S, written: &Written) -> Result<(), &'static str
 where
     S: Service<Request<RpcBody>, Response = Response<RpcBody>>,
 {
-    let call = written.new_payload_call(b"\"switchyard\"");
-    let mut request = Request::new(RpcBody::new(call.bytes().clone()));
+    let (call, body) = written.new_payload_request(b"\"switchyard\"");
+    let mut request = Request::new(body);
     *request.method_mut() = http::Method::POST;
     request.headers_mut().insert(
         header::CONTENT_TYPE,
