@@ -32,6 +32,9 @@ pub(super) struct Ctx {
     pub(super) policy: Arc<dyn PayloadPolicy>,
     pub(super) max_payload_size: usize,
     pub(super) sinks: Vec<DecisionSink>,
+    /// Big payloads decoded and hashed at once: no more than the cores that do it. More would
+    /// finish no sooner and hold more decoded megabytes.
+    pub(super) heavy_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for PayloadSelectLayer {
@@ -57,6 +60,9 @@ impl PayloadSelectLayer {
                 policy: Arc::new(SelectionPolicy::default()),
                 max_payload_size: DEFAULT_BODY_LIMIT,
                 sinks: Vec::new(),
+                heavy_checks: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, usize::from),
+                )),
             }),
         }
     }

@@ -454,11 +454,14 @@ where
         let envelope = check(&answer, version, &checking_job, max_size)?;
         // Written inside op-node's answer: if it wins, that is sent as it is.
         let written = envelope.write_answer(&answer_id);
-        Ok::<_, &'static str>((Arc::new(envelope), written))
+        Ok::<_, &'static str>((envelope, written))
     };
+    // Held from the decode until the hash is done: the decoded payload's whole life.
+    let mut permit = None;
     let prepared = if small {
         prepare()
     } else {
+        permit = ctx.heavy_checks.clone().acquire_owned().await.ok();
         tokio::task::spawn_blocking(prepare)
             .await
             .unwrap_or(Err("check_failed"))
@@ -471,18 +474,26 @@ where
             return Chain::lost(stages, reason);
         }
     };
-    let gas_used = Some(envelope.payload().gas_used);
-    let block_value = Some(envelope.block_value());
+    let summary = Summary {
+        source: builder.name().clone(),
+        gas_used: envelope.payload().gas_used,
+        block_value: envelope.block_value(),
+        transactions: envelope.payload().transactions.len(),
+    };
+    let block_number = envelope.payload().block_number;
+    let (gas_used, block_value) = (Some(summary.gas_used), Some(summary.block_value));
 
     // op-geth validates while we recompute the hash: both must pass, neither waits for the other.
+    // The decoded payload goes with the hash, and is freed when it is done.
     let step = Instant::now();
-    let hashing = async {
-        if small {
+    let hashing = async move {
+        let hashed = if small {
             Ok(check_block_hash(&envelope))
         } else {
-            let envelope = envelope.clone();
             tokio::task::spawn_blocking(move || check_block_hash(&envelope)).await
-        }
+        };
+        drop(permit);
+        hashed
     };
     // Validation first: its request is on its way before an inline hash takes the thread.
     let (validation, hashed) = tokio::join!(validate(validator, &written), hashing);
@@ -499,16 +510,10 @@ where
     let mut chain = match validation {
         Ok(()) => {
             builder.breaker().record_valid();
-            let summary = Summary {
-                source: builder.name().clone(),
-                gas_used: envelope.payload().gas_used,
-                block_value: envelope.block_value(),
-                transactions: envelope.payload().transactions.len(),
-            };
             Chain {
                 stages,
                 result: Ok(Candidate {
-                    block_number: envelope.payload().block_number,
+                    block_number,
                     written,
                     summary,
                 }),
