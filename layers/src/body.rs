@@ -47,35 +47,39 @@ use tokio::time::Sleep;
 /// its parts, in order, so that the large part is never copied.
 #[derive(Clone, Debug, Default)]
 pub struct RpcBody {
-    // Front first; popped as frames are sent.
-    parts: std::collections::VecDeque<Bytes>,
+    // The part sent next (none: the body is done), then the others in order. A one-buffer
+    // body, every body but one, allocates nothing for its parts.
+    next: Option<Bytes>,
+    later: std::collections::VecDeque<Bytes>,
 }
 
 impl RpcBody {
     /// A body of one buffer.
     pub fn new(bytes: Bytes) -> Self {
-        let mut parts = std::collections::VecDeque::with_capacity(1);
-        if !bytes.is_empty() {
-            parts.push_back(bytes);
+        Self {
+            next: (!bytes.is_empty()).then_some(bytes),
+            later: std::collections::VecDeque::new(),
         }
-        Self { parts }
     }
 
     /// A body made of `parts`, sent in order (empty parts are skipped).
     pub fn from_parts(parts: impl IntoIterator<Item = Bytes>) -> Self {
+        let mut parts = parts.into_iter().filter(|part| !part.is_empty());
         Self {
-            parts: parts.into_iter().filter(|part| !part.is_empty()).collect(),
+            next: parts.next(),
+            later: parts.collect(),
         }
     }
 
     /// The whole body in one buffer: its only part as it is, several parts joined (a copy).
     pub fn to_bytes(&self) -> Bytes {
-        match self.parts.len() {
-            0 => Bytes::new(),
-            1 => self.parts[0].clone(),
-            _ => {
+        match &self.next {
+            None => Bytes::new(),
+            Some(only) if self.later.is_empty() => only.clone(),
+            Some(first) => {
                 let mut joined = BytesMut::with_capacity(self.len());
-                for part in &self.parts {
+                joined.extend_from_slice(first);
+                for part in &self.later {
                     joined.extend_from_slice(part);
                 }
                 joined.freeze()
@@ -85,12 +89,12 @@ impl RpcBody {
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
+        self.next.as_ref().map_or(0, Bytes::len) + self.later.iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Whether the body is empty.
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.next.is_none()
     }
 }
 
@@ -111,16 +115,14 @@ impl Body for RpcBody {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(
-            self.get_mut()
-                .parts
-                .pop_front()
-                .map(|part| Ok(Frame::data(part))),
-        )
+        let this = self.get_mut();
+        let part = this.next.take();
+        this.next = this.later.pop_front();
+        Poll::Ready(part.map(|part| Ok(Frame::data(part))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.parts.is_empty()
+        self.next.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
