@@ -702,3 +702,60 @@ async fn builder_blocks_win_at_zero_block_time_with_a_50ms_builder() {
         );
     }
 }
+
+#[tokio::test]
+async fn big_payloads_from_two_builders_are_checked_off_the_event_loop() {
+    // Four hundred 200-byte transactions a block: about 170 KB of JSON, past the size checked
+    // inline, so both builders' payloads are decoded and hashed on blocking threads, no more than
+    // the cores at once.
+    let configs = [("a", 1), ("b", 2)]
+        .into_iter()
+        .map(|(name, extra_txs)| {
+            let mut config = switchyard_sim::SimConfig::builder(spec(Fork::Isthmus)).named(name);
+            config.profile = switchyard_sim::Profile::Builder { extra_txs };
+            config.filler = Some((400, 200));
+            (config, switchyard_layers::tls::TlsOptions::default())
+        })
+        .collect();
+    let mut net = Net::start_custom(spec(Fork::Isthmus), configs, |config| {
+        config.builder_policy.selection = SelectionPolicy::MostGas;
+        config.builder_policy.breaker_threshold = 0;
+    })
+    .await;
+    for _ in 0..3 {
+        let report = net.step().await;
+        let decision = net.last();
+        assert_eq!(decision.winner(), Some("b"), "{decision:?}");
+        for builder in &decision.builders {
+            // Both valid: one chosen, the other outvoted.
+            let expected = if builder.builder.as_ref() == "b" {
+                None
+            } else {
+                Some("policy")
+            };
+            assert_eq!(builder.lost, expected, "{decision:?}");
+            assert!(
+                builder.gas_used.is_some_and(|gas| gas > 400 * 21_000),
+                "a big block: {decision:?}"
+            );
+        }
+        assert!(net.built_by(report.number, "b"));
+    }
+    // A big payload with a wrong block hash is caught as a small one is.
+    net.builders[1].faults().add(
+        Fault::Tamper {
+            tamper: Tamper::WrongBlockHash,
+        }
+        .on("engine_getPayloadV4")
+        .times(1),
+    );
+    let report = net.step().await;
+    let decision = net.last();
+    assert_eq!(
+        decision.builders[1].lost,
+        Some("block_hash"),
+        "{decision:?}"
+    );
+    assert_eq!(decision.winner(), Some("a"), "{decision:?}");
+    assert!(net.built_by(report.number, "a"));
+}
