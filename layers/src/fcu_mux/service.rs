@@ -84,9 +84,12 @@ impl FcuMuxLayer {
         }
         let params = call.params_bytes()?;
         let (state, raw_attributes) = engine::forkchoice_params(params).ok()?;
-        let raw_attributes = raw_attributes.filter(|raw| !engine::no_tx_pool(raw))?;
-        // Attributes op-geth will refuse anyway are not worth a builder's time.
-        let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes.get()).ok()?;
+        // Attributes op-geth will refuse anyway are not worth a builder's time; nor is a block
+        // without mempool transactions (`noTxPool`), to which a builder has nothing to add.
+        let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes?.get()).ok()?;
+        if attributes.no_tx_pool == Some(true) {
+            return None;
+        }
         let builders = self
             .builders
             .iter()
