@@ -24,60 +24,44 @@
 //! # let _ = stack;
 //! ```
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
-};
-
-use http::Request;
-use tower::{Layer, Service};
+use std::sync::Arc;
 
 use crate::{
     builder::{Builder, ExecutionMode, ModeSwitch, Reply},
     engine::{self, EngineMethod},
     jsonrpc::RpcCall,
+    relay::{Relay, RelayLayer, RelayRule},
 };
 
 /// Layer that relays op-node's chain updates to builders. See the [module docs](self).
+pub type BoostSyncLayer = RelayLayer<ChainUpdates>;
+
+/// Service that relays `newPayload` and forkchoice updates without attributes to builders.
+/// See the [module docs](self).
+pub type BoostSync<S> = Relay<S, ChainUpdates>;
+
+/// The [rule](RelayRule) of [`BoostSync`]: chain updates, to every builder's engine lane,
+/// unless the mode is `disabled`.
 #[derive(Clone, Debug)]
-pub struct BoostSyncLayer {
-    builders: Arc<[Arc<Builder>]>,
+pub struct ChainUpdates {
     mode: ModeSwitch,
 }
 
 impl BoostSyncLayer {
     /// Relays to `builders`, obeying `mode`.
     pub fn new(builders: Vec<Arc<Builder>>, mode: ModeSwitch) -> Self {
-        Self {
-            builders: builders.into(),
-            mode,
-        }
+        Self::with_rule(builders, ChainUpdates { mode })
     }
 }
 
-impl<S> Layer<S> for BoostSyncLayer {
-    type Service = BoostSync<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BoostSync {
-            inner,
-            layer: self.clone(),
-        }
+impl RelayRule for ChainUpdates {
+    fn wants(&self, call: &RpcCall) -> bool {
+        self.mode.get() != ExecutionMode::Disabled && is_chain_update(call)
     }
-}
 
-/// Service that relays `newPayload` and forkchoice updates without attributes to builders.
-/// See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct BoostSync<S> {
-    inner: S,
-    layer: BoostSyncLayer,
-}
-
-impl<S> BoostSync<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+    fn send(&self, builder: &Builder, call: &RpcCall) {
+        // A full lane is counted by the lane itself; op-node's call goes on regardless.
+        let _ = builder.send_engine(call, Reply::None);
     }
 }
 
@@ -91,32 +75,5 @@ fn is_chain_update(call: &RpcCall) -> bool {
             .and_then(engine::has_attributes)
             .is_some_and(|has| !has),
         _ => false,
-    }
-}
-
-impl<S, B> Service<Request<B>> for BoostSync<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(call) = req.extensions().get::<RpcCall>()
-            && !self.layer.builders.is_empty()
-            && self.layer.mode.get() != ExecutionMode::Disabled
-            && is_chain_update(call)
-        {
-            for builder in self.layer.builders.iter() {
-                // A full lane is counted by the lane itself; op-node's call goes on regardless.
-                let _ = builder.send_engine(call, Reply::None);
-            }
-        }
-        self.inner.call(req)
     }
 }

@@ -20,15 +20,11 @@
 //! # let _ = layer;
 //! ```
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
+use crate::{
+    builder::Builder,
+    jsonrpc::RpcCall,
+    relay::{Relay, RelayLayer, RelayRule},
 };
-
-use http::Request;
-use tower::{Layer, Service};
-
-use crate::{builder::Builder, jsonrpc::RpcCall};
 
 /// The settings mirrored.
 pub const MIRRORED: [&str; 4] = [
@@ -39,58 +35,28 @@ pub const MIRRORED: [&str; 4] = [
 ];
 
 /// Layer that mirrors `miner_*` settings to builders. See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct MinerMirrorLayer {
-    builders: Arc<[Arc<Builder>]>,
+pub type MinerMirrorLayer = RelayLayer<MinerSettings>;
+
+/// Service that mirrors `miner_*` settings to builders. See the [module docs](self).
+pub type MinerMirror<S> = Relay<S, MinerSettings>;
+
+/// The [rule](RelayRule) of [`MinerMirror`]: settings, to every builder, kept for replay.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MinerSettings;
+
+impl RelayRule for MinerSettings {
+    fn wants(&self, call: &RpcCall) -> bool {
+        MIRRORED.contains(&call.method())
+    }
+
+    fn send(&self, builder: &Builder, call: &RpcCall) {
+        builder.send_setting(call);
+    }
 }
 
 impl MinerMirrorLayer {
     /// Mirrors to `builders`.
-    pub fn new(builders: Vec<Arc<Builder>>) -> Self {
-        Self {
-            builders: builders.into(),
-        }
-    }
-}
-
-impl<S> Layer<S> for MinerMirrorLayer {
-    type Service = MinerMirror<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MinerMirror {
-            inner,
-            builders: self.builders.clone(),
-        }
-    }
-}
-
-/// Service that mirrors `miner_*` settings to builders. See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct MinerMirror<S> {
-    inner: S,
-    builders: Arc<[Arc<Builder>]>,
-}
-
-impl<S, B> Service<Request<B>> for MinerMirror<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(call) = req.extensions().get::<RpcCall>()
-            && MIRRORED.contains(&call.method())
-        {
-            for builder in self.builders.iter() {
-                builder.send_setting(call);
-            }
-        }
-        self.inner.call(req)
+    pub fn new(builders: Vec<std::sync::Arc<Builder>>) -> Self {
+        Self::with_rule(builders, MinerSettings)
     }
 }

@@ -17,15 +17,11 @@
 //! # let _ = layer;
 //! ```
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
+use crate::{
+    builder::Builder,
+    jsonrpc::RpcCall,
+    relay::{Relay, RelayLayer, RelayRule},
 };
-
-use http::Request;
-use tower::{Layer, Service};
-
-use crate::{builder::Builder, jsonrpc::RpcCall};
 
 /// The methods mirrored.
 pub const MIRRORED: [&str; 2] = [
@@ -34,58 +30,31 @@ pub const MIRRORED: [&str; 2] = [
 ];
 
 /// Layer that mirrors transactions to builders. See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct TxMirrorLayer {
-    builders: Arc<[Arc<Builder>]>,
+pub type TxMirrorLayer = RelayLayer<Transactions>;
+
+/// Service that mirrors transactions to builders. See the [module docs](self).
+pub type TxMirror<S> = Relay<S, Transactions>;
+
+/// The [rule](RelayRule) of [`TxMirror`]: transactions, to each synced builder's transaction lane.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Transactions;
+
+impl RelayRule for Transactions {
+    fn wants(&self, call: &RpcCall) -> bool {
+        MIRRORED.contains(&call.method())
+    }
+
+    fn send(&self, builder: &Builder, call: &RpcCall) {
+        if builder.health().is_synced() {
+            // A full lane is counted by the lane itself.
+            let _ = builder.send_transaction(call);
+        }
+    }
 }
 
 impl TxMirrorLayer {
     /// Mirrors to `builders`.
-    pub fn new(builders: Vec<Arc<Builder>>) -> Self {
-        Self {
-            builders: builders.into(),
-        }
-    }
-}
-
-impl<S> Layer<S> for TxMirrorLayer {
-    type Service = TxMirror<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TxMirror {
-            inner,
-            builders: self.builders.clone(),
-        }
-    }
-}
-
-/// Service that mirrors transactions to builders. See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct TxMirror<S> {
-    inner: S,
-    builders: Arc<[Arc<Builder>]>,
-}
-
-impl<S, B> Service<Request<B>> for TxMirror<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(call) = req.extensions().get::<RpcCall>()
-            && MIRRORED.contains(&call.method())
-        {
-            for builder in self.builders.iter().filter(|b| b.health().is_synced()) {
-                let _ = builder.send_transaction(call);
-            }
-        }
-        self.inner.call(req)
+    pub fn new(builders: Vec<std::sync::Arc<Builder>>) -> Self {
+        Self::with_rule(builders, Transactions)
     }
 }
