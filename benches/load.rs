@@ -295,6 +295,11 @@ async fn eth_calls(url: &str, secret: [u8; 32], concurrency: usize, per_task: us
             })
         })
         .collect();
+    gather(tasks, started).await
+}
+
+/// Every task's latencies, and the time since `started`.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<f64>>>, started: Instant) -> Samples {
     let mut samples = Samples::default();
     for task in tasks {
         samples.latencies.extend(task.await.unwrap());
@@ -351,12 +356,7 @@ async fn cycles(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize
             })
         })
         .collect();
-    let mut samples = Samples::default();
-    for task in tasks {
-        samples.latencies.extend(task.await.unwrap());
-    }
-    samples.seconds = started.elapsed().as_secs_f64();
-    samples
+    gather(tasks, started).await
 }
 
 // === orchestration ===

@@ -8,7 +8,6 @@ use std::{
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use tower::{ServiceExt, util::BoxCloneSyncService};
 
 use crate::{
@@ -112,16 +111,7 @@ impl BuilderClient {
     ///
     /// Any failure, typed.
     pub async fn call(&self, method: &str, params: &[u8]) -> Result<Bytes, BuilderError> {
-        let body = self.call_answer(method, params).await?;
-        let answer =
-            RpcResponse::from_slice(&body).map_err(|e| BuilderError::Malformed(e.to_string()))?;
-        if let Some(error) = answer.error {
-            return Err(BuilderError::Rpc(error));
-        }
-        let result = answer
-            .result
-            .ok_or_else(|| BuilderError::Malformed("neither result nor error".into()))?;
-        Ok(body.slice_ref(result.get().as_bytes()))
+        result_of(self.call_answer(method, params).await?)
     }
 
     /// Calls `method` and returns the whole JSON-RPC answer, unread: for callers that decode it
@@ -143,16 +133,7 @@ impl BuilderClient {
     ///
     /// Any failure, typed.
     pub async fn relay(&self, call: &RpcCall) -> Result<Bytes, BuilderError> {
-        let body = self.exchange(call.clone()).await?;
-        let answer =
-            RpcResponse::from_slice(&body).map_err(|e| BuilderError::Malformed(e.to_string()))?;
-        if let Some(error) = answer.error {
-            return Err(BuilderError::Rpc(error));
-        }
-        let result = answer
-            .result
-            .ok_or_else(|| BuilderError::Malformed("neither result nor error".into()))?;
-        Ok(body.slice_ref(result.get().as_bytes()))
+        result_of(self.exchange(call.clone()).await?)
     }
 
     async fn exchange(&self, call: RpcCall) -> Result<Bytes, BuilderError> {
@@ -173,10 +154,19 @@ impl BuilderClient {
         if response.status() != StatusCode::OK {
             return Err(BuilderError::Http(response.status()));
         }
-        let body = match response.into_body().collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(never) => match never {},
-        };
-        Ok(body)
+        Ok(crate::body::into_bytes(response).1)
     }
+}
+
+/// The raw JSON of an answer's `result`, or its error, typed.
+fn result_of(body: Bytes) -> Result<Bytes, BuilderError> {
+    let answer =
+        RpcResponse::from_slice(&body).map_err(|e| BuilderError::Malformed(e.to_string()))?;
+    if let Some(error) = answer.error {
+        return Err(BuilderError::Rpc(error));
+    }
+    let result = answer
+        .result
+        .ok_or_else(|| BuilderError::Malformed("neither result nor error".into()))?;
+    Ok(body.slice_ref(result.get().as_bytes()))
 }

@@ -481,7 +481,6 @@ where
         transactions: envelope.payload().transactions.len(),
     };
     let block_number = envelope.payload().block_number;
-    let (gas_used, block_value) = (Some(summary.gas_used), Some(summary.block_value));
 
     // op-geth validates while we recompute the hash: both must pass, neither waits for the other.
     // The decoded payload goes with the hash, and is freed when it is done.
@@ -507,30 +506,29 @@ where
         invalid(&builder, "block_hash");
         return Chain::lost(stages, "block_hash");
     }
-    let mut chain = match validation {
+    let (gas_used, block_value) = (Some(summary.gas_used), Some(summary.block_value));
+    let result = match validation {
         Ok(()) => {
             builder.breaker().record_valid();
-            Chain {
-                stages,
-                result: Ok(Candidate {
-                    block_number,
-                    written,
-                    summary,
-                }),
-                gas_used,
-                block_value,
-            }
+            Ok(Candidate {
+                block_number,
+                written,
+                summary,
+            })
         }
         Err(reason) => {
             if reason == "invalid" {
                 invalid(&builder, reason);
             }
-            Chain::lost(stages, reason)
+            Err(reason)
         }
     };
-    chain.gas_used = gas_used;
-    chain.block_value = block_value;
-    chain
+    Chain {
+        stages,
+        result,
+        gas_used,
+        block_value,
+    }
 }
 
 fn check(
