@@ -42,8 +42,8 @@ use hyper_util::{
 };
 use serde_json::json;
 use switchyard_sim::{
-    ChainSpec, EngineClient, EngineSim, Fault, Fork, Forks, Sequencer, SequencerConfig, SimConfig,
-    secret_hex,
+    BlockReport, ChainSpec, EngineClient, EngineSim, Fault, Fork, Forks, Sequencer,
+    SequencerConfig, SimConfig, secret_hex,
 };
 use tokio::time::Instant;
 
@@ -174,8 +174,8 @@ fn parse_secret(hex: &str) -> [u8; 32] {
     secret
 }
 
-fn spawn_switchyard(l2: &Process, builder: &Process) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+fn spawn_switchyard(binary: &str, l2: &Process, builder: &Process) -> Process {
+    let mut child = Command::new(binary)
         .args([
             "--l2-url",
             &format!("http://{}", l2.addr),
@@ -252,26 +252,35 @@ fn chain_spec() -> ChainSpec {
 struct Samples {
     latencies: Vec<f64>,
     seconds: f64,
+    /// A block cycle's steps (FCU+attributes, getPayload, newPayload, FCU), each its own latencies.
+    steps: [Vec<f64>; 4],
 }
 
 impl Samples {
     fn merge(&mut self, other: Samples) {
         self.latencies.extend(other.latencies);
         self.seconds += other.seconds;
+        for (mine, theirs) in self.steps.iter_mut().zip(other.steps) {
+            mine.extend(theirs);
+        }
     }
 
     fn percentile(&self, q: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_by(f64::total_cmp);
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+        percentile(&self.latencies, q)
     }
 
     fn throughput(&self) -> f64 {
         self.latencies.len() as f64 / self.seconds
     }
+}
+
+fn percentile(latencies: &[f64], q: f64) -> f64 {
+    let mut sorted = latencies.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 async fn eth_calls(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize) -> Samples {
@@ -299,13 +308,54 @@ async fn eth_calls(url: &str, secret: [u8; 32], concurrency: usize, per_task: us
 }
 
 /// Every task's latencies, and the time since `started`.
-async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<f64>>>, started: Instant) -> Samples {
+async fn gather<T>(tasks: Vec<tokio::task::JoinHandle<Vec<T>>>, started: Instant) -> Samples
+where
+    T: Into<Sample>,
+{
     let mut samples = Samples::default();
     for task in tasks {
-        samples.latencies.extend(task.await.unwrap());
+        for sample in task.await.unwrap() {
+            let sample: Sample = sample.into();
+            samples.latencies.push(sample.total);
+            for (steps, step) in samples
+                .steps
+                .iter_mut()
+                .zip(sample.steps.into_iter().flatten())
+            {
+                steps.push(step);
+            }
+        }
     }
     samples.seconds = started.elapsed().as_secs_f64();
     samples
+}
+
+/// One operation's latency (µs), and a block cycle's steps.
+struct Sample {
+    total: f64,
+    steps: Option<[f64; 4]>,
+}
+
+impl From<f64> for Sample {
+    fn from(total: f64) -> Self {
+        Self { total, steps: None }
+    }
+}
+
+impl From<&BlockReport> for Sample {
+    fn from(report: &BlockReport) -> Self {
+        let steps = [
+            report.fcu,
+            report.get_payload,
+            report.new_payload,
+            report.fcu_head,
+        ]
+        .map(|d| d.as_secs_f64() * 1e6);
+        Self {
+            total: steps.iter().sum(),
+            steps: Some(steps),
+        }
+    }
 }
 
 /// Forkchoice updates with attributes on the current head, each with a fresh prevRandao.
@@ -345,12 +395,7 @@ async fn cycles(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize
                 let mut seq = Sequencer::connect(&url, secret, config).await.unwrap();
                 let mut latencies = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
-                    let report = seq.step().await.unwrap();
-                    latencies.push(
-                        (report.fcu + report.get_payload + report.new_payload + report.fcu_head)
-                            .as_secs_f64()
-                            * 1e6,
-                    );
+                    latencies.push(Sample::from(&seq.step().await.unwrap()));
                 }
                 latencies
             })
@@ -361,13 +406,25 @@ async fn cycles(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize
 
 // === orchestration ===
 
-const CONFIGS: [&str; 3] = ["direct", "bare", "switchyard"];
+/// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
+const CONFIGS: [&str; 4] = ["direct", "bare", "switchyard", "candidate"];
+
+/// `LOAD_CANDIDATE=<switchyard binary>`: another build of switchyard, run as a fourth
+/// configuration (its own op-geth and builder simulators) so that a change is measured against
+/// the current build in the same run, interleaved.
+fn candidate_binary() -> Option<String> {
+    std::env::var("LOAD_CANDIDATE")
+        .ok()
+        .filter(|path| !path.is_empty())
+}
 
 struct Setup {
     sims: Vec<Process>,
     builder: Process,
     bare: Process,
     switchyard: Process,
+    /// The candidate's op-geth, builder and switchyard.
+    candidate: Option<(Process, Process, Process)>,
 }
 
 impl Setup {
@@ -377,13 +434,32 @@ impl Setup {
         let sims = vec![sim("op-geth"), sim("op-geth"), sim("op-geth")];
         let builder = sim("builder");
         let bare = spawn_self(&["--bare-forwarder", &sims[1].addr]);
-        let switchyard = spawn_switchyard(&sims[2], &builder);
+        let switchyard = spawn_switchyard(env!("CARGO_BIN_EXE_switchyard"), &sims[2], &builder);
+        let candidate = candidate_binary().map(|binary| {
+            let (l2, builder) = (sim("op-geth"), sim("builder"));
+            let switchyard = spawn_switchyard(&binary, &l2, &builder);
+            (l2, builder, switchyard)
+        });
         Self {
             sims,
             builder,
             bare,
             switchyard,
+            candidate,
         }
+    }
+
+    /// The configurations this setup runs.
+    fn configs(&self) -> impl Iterator<Item = &'static str> + use<> {
+        let with_candidate = self.candidate.is_some();
+        CONFIGS
+            .into_iter()
+            .filter(move |config| with_candidate || *config != "candidate")
+    }
+
+    /// Every builder simulator.
+    fn builders(&self) -> impl Iterator<Item = &Process> {
+        std::iter::once(&self.builder).chain(self.candidate.iter().map(|(_, builder, _)| builder))
     }
 
     fn target(&self, config: &str) -> (String, [u8; 32]) {
@@ -396,6 +472,10 @@ impl Setup {
                 format!("http://{}", self.bare.addr),
                 self.sims[1].secret.unwrap(),
             ),
+            "candidate" => {
+                let (l2, _, switchyard) = self.candidate.as_ref().unwrap();
+                (format!("http://{}", switchyard.addr), l2.secret.unwrap())
+            }
             _ => (
                 format!("http://{}", self.switchyard.addr),
                 self.sims[2].secret.unwrap(),
@@ -407,6 +487,7 @@ impl Setup {
         match config {
             "bare" => Some(&self.bare),
             "switchyard" => Some(&self.switchyard),
+            "candidate" => self.candidate.as_ref().map(|(_, _, switchyard)| switchyard),
             _ => None,
         }
     }
@@ -419,6 +500,15 @@ struct Row {
     workload: String,
     results: BTreeMap<&'static str, Measured>,
     unit: &'static str,
+}
+
+impl Row {
+    /// The configurations measured, in run order.
+    fn configs(&self) -> impl Iterator<Item = &'static str> + '_ {
+        CONFIGS
+            .into_iter()
+            .filter(|config| self.results.contains_key(config))
+    }
 }
 
 async fn run_workload<F, Fut>(
@@ -434,13 +524,13 @@ where
 {
     eprint!("{workload}: ");
     let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
-    for config in CONFIGS {
+    for config in setup.configs() {
         if let Some(p) = setup.proxy(config) {
             p.reset_peak_rss();
         }
     }
     for _ in 0..rounds {
-        for config in CONFIGS {
+        for config in setup.configs() {
             let (url, secret) = setup.target(config);
             let proxy = setup.proxy(config);
             let cpu_before = proxy.and_then(Process::cpu_seconds);
@@ -454,7 +544,7 @@ where
             eprint!(".");
         }
     }
-    for config in CONFIGS {
+    for config in setup.configs() {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
         if let Some(entry) = results.get_mut(config) {
             entry.1 = peak;
@@ -475,7 +565,7 @@ fn print(rows: &[Row]) {
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let direct = &row.results["direct"].0;
-        for config in CONFIGS {
+        for config in row.configs() {
             let (samples, rss, cpu) = &row.results[config];
             println!(
                 "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} | {} |",
@@ -494,22 +584,70 @@ fn print(rows: &[Row]) {
             );
         }
     }
-    println!(
-        "\n| workload | switchyard added ÷ bare added, p50 | p99 | switchyard ÷ bare throughput |"
-    );
-    println!("|---|---:|---:|---:|");
+    print_steps(rows);
+    println!("\n| workload | proxy | added ÷ bare added, p50 | p99 | throughput ÷ bare |");
+    println!("|---|---|---:|---:|---:|");
     for row in rows {
         let direct = &row.results["direct"].0;
         let bare = &row.results["bare"].0;
-        let ours = &row.results["switchyard"].0;
         let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
-        println!(
-            "| {} | {:.2} | {:.2} | {:.2} |",
-            row.workload,
-            added(ours, 0.5) / added(bare, 0.5),
-            added(ours, 0.99) / added(bare, 0.99),
-            ours.throughput() / bare.throughput()
-        );
+        for config in row.configs().filter(|c| !["direct", "bare"].contains(c)) {
+            let ours = &row.results[config].0;
+            println!(
+                "| {} | {config} | {:.2} | {:.2} | {:.2} |",
+                row.workload,
+                added(ours, 0.5) / added(bare, 0.5),
+                added(ours, 0.99) / added(bare, 0.99),
+                ours.throughput() / bare.throughput()
+            );
+        }
+    }
+}
+
+/// Where a block cycle's added latency goes: each step's p50, and its addition to direct's.
+fn print_steps(rows: &[Row]) {
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|row| !row.results["direct"].0.steps[0].is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\n| workload | config | FCU+attrs p50 (µs) | getPayload | newPayload | FCU | added vs direct, each step |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---|");
+    for row in rows {
+        let direct = &row.results["direct"].0.steps;
+        for config in row.configs() {
+            let steps = &row.results[config].0.steps;
+            let p50: Vec<f64> = steps.iter().map(|s| percentile(s, 0.5)).collect();
+            let added: Vec<String> = p50
+                .iter()
+                .zip(direct)
+                .map(|(p, d)| format!("{:+.0}", p - percentile(d, 0.5)))
+                .collect();
+            println!(
+                "| {} | {config} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+                row.workload,
+                p50[0],
+                p50[1],
+                p50[2],
+                p50[3],
+                added.join(" / ")
+            );
+        }
+    }
+}
+
+/// Every builder simulator hangs every forkchoice update from here on.
+async fn hang_builders_on_fcu(setup: &Setup) {
+    for builder in setup.builders() {
+        post(
+            &format!("http://{}/_sim/faults", builder.addr),
+            serde_json::to_vec(&Fault::Hang.on("engine_forkchoiceUpdatedV3")).unwrap(),
+        )
+        .await;
     }
 }
 
@@ -541,12 +679,7 @@ async fn orchestrate(quick: bool) {
     if only == "fcu" {
         let setup = Setup::new((0, 0));
         eprintln!("switchyard pid {}", setup.switchyard.pid());
-        let control = format!("http://{}/_sim/faults", setup.builder.addr);
-        post(
-            &control,
-            serde_json::to_vec(&Fault::Hang.on("engine_forkchoiceUpdatedV3")).unwrap(),
-        )
-        .await;
+        hang_builders_on_fcu(&setup).await;
         let rows = vec![
             run_workload(&setup, "FCU+attrs, builder hangs", "req", 10, |url, s| {
                 fcus_owned(url, s, 1_000)
@@ -608,13 +741,7 @@ async fn orchestrate(quick: bool) {
             )
             .await,
         );
-        // The builder hangs every forkchoice update from here on.
-        let control = format!("http://{}/_sim/faults", setup.builder.addr);
-        post(
-            &control,
-            serde_json::to_vec(&Fault::Hang.on("engine_forkchoiceUpdatedV3")).unwrap(),
-        )
-        .await;
+        hang_builders_on_fcu(&setup).await;
         rows.push(
             run_workload(
                 &setup,
