@@ -3,10 +3,11 @@
 //!
 //! # Behaviour
 //!
-//! [`Relay`] hands every call its [`RelayRule`] wants to each builder, as the rule says (a
-//! queued lane call: never awaited), then passes the request to the inner service unchanged;
-//! the caller gets the inner service's answer. Copies are queued when the call arrives, so they
-//! travel concurrently with op-geth's call, not after it. Calls without a parsed
+//! [`Relay`] passes the request to the inner service unchanged and hands every call its
+//! [`RelayRule`] wants to each builder, as the rule says (a queued lane call: never awaited);
+//! the caller gets the inner service's answer. Copies are queued as soon as the inner service
+//! has been polled once (for a forwarding service: once op-geth's request is queued for
+//! writing, so it is written first), and travel concurrently with op-geth's call, not after it. Calls without a parsed
 //! [`RpcCall`] (batches, bodies that failed to parse) are passed on untouched.
 //!
 //! # Example
@@ -35,11 +36,14 @@
 //! ```
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
 use http::Request;
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{builder::Builder, jsonrpc::RpcCall};
@@ -97,25 +101,121 @@ impl<S, R> Relay<S, R> {
 impl<S, B, R> Service<Request<B>> for Relay<S, R>
 where
     S: Service<Request<B>>,
-    R: RelayRule,
+    R: RelayRule + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Some(call) = req.extensions().get::<RpcCall>()
-            && !self.layer.builders.is_empty()
-            && self.layer.rule.wants(call)
-        {
-            for builder in self.layer.builders.iter() {
-                self.layer.rule.send(builder, call);
+        let copy = req
+            .extensions()
+            .get::<RpcCall>()
+            .filter(|call| !self.layer.builders.is_empty() && self.layer.rule.wants(call))
+            .map(|call| (call.clone(), self.layer.clone()));
+        ResponseFuture {
+            future: self.inner.call(req),
+            copy,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Relay`]: the inner service's answer; the builders' copies are
+    /// queued on its first poll, after the inner service's.
+    pub struct ResponseFuture<F, R> {
+        #[pin]
+        future: F,
+        copy: Option<(RpcCall, RelayLayer<R>)>,
+    }
+}
+
+impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("copies_queued", &self.copy.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future, R: RelayRule> Future for ResponseFuture<F, R> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let polled = this.future.poll(cx);
+        if let Some((call, layer)) = this.copy.take() {
+            for builder in layer.builders.iter() {
+                layer.rule.send(builder, &call);
             }
         }
-        self.inner.call(req)
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use http::Request;
+    use tower::{Layer, Service};
+
+    use super::{RelayLayer, RelayRule};
+    use crate::{
+        JwtSecret,
+        builder::{Builder, BuilderClient, LaneConfig},
+        forward::Forward,
+        jsonrpc::RpcCall,
+    };
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    #[derive(Clone)]
+    struct Record(Log);
+
+    impl RelayRule for Record {
+        fn wants(&self, _: &RpcCall) -> bool {
+            true
+        }
+        fn send(&self, _: &Builder, _: &RpcCall) {
+            self.0.lock().unwrap().push("copy queued");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_inner_request_is_dispatched_before_the_copies() {
+        let log = Log::default();
+        let forward = Forward::new("builder", "http://127.0.0.1:9".parse().unwrap());
+        let builder = Builder::new(
+            BuilderClient::new("builder", forward, JwtSecret::from_bytes([1; 32])),
+            LaneConfig::default(),
+        );
+        let inner_log = log.clone();
+        let inner = tower::service_fn(move |_: Request<()>| {
+            let log = inner_log.clone();
+            // A forwarding service hands its request to the connection on its first poll.
+            async move {
+                log.lock().unwrap().push("inner polled");
+                Ok::<_, Infallible>(())
+            }
+        });
+        let mut relay = RelayLayer::with_rule(vec![builder], Record(log.clone())).layer(inner);
+        let mut req = Request::new(());
+        req.extensions_mut()
+            .insert(RpcCall::new("engine_newPayloadV4", b"1", b"[]"));
+        let future = relay.call(req);
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "nothing happens before the first poll"
+        );
+        future.await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["inner polled", "copy queued"]);
     }
 }

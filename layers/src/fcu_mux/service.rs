@@ -138,7 +138,7 @@ where
 
     fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
         // Only noted here: the decoding and the builders' copies wait until op-geth's request
-        // is on its way (the first poll), so that they never delay it.
+        // has been written (see `ResponseFuture::poll`), so that they never delay it.
         let candidate = req
             .extensions()
             .get::<RpcCall>()
@@ -153,6 +153,7 @@ where
         ResponseFuture {
             future: self.inner.call(req),
             candidate,
+            deferred: false,
             pending: None,
         }
     }
@@ -164,6 +165,8 @@ pin_project! {
         #[pin]
         future: F,
         candidate: Option<(RpcCall, FcuMuxLayer)>,
+        // Whether the fan-out was put off by one poll already.
+        deferred: bool,
         pending: Option<Pending>,
     }
 }
@@ -185,8 +188,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = this.future.poll(cx);
-        if let Some((call, layer)) = this.candidate.take() {
-            *this.pending = layer.fan_out(&call);
+        if this.candidate.is_some() {
+            if polled.is_pending() && !*this.deferred {
+                // op-geth's request has only been handed to its connection's task, which writes
+                // it once this task yields: yield once, so that it leaves before the decode.
+                *this.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if let Some((call, layer)) = this.candidate.take() {
+                *this.pending = layer.fan_out(&call);
+            }
         }
         let response = ready!(polled)?;
         let Some(pending) = this.pending.take() else {

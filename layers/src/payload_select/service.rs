@@ -487,6 +487,8 @@ where
     let step = Instant::now();
     let hashing = async move {
         let hashed = if small {
+            // The validation request is only queued on its connection: let it be written first.
+            tokio::task::yield_now().await;
             Ok(check_block_hash(&envelope))
         } else {
             tokio::task::spawn_blocking(move || check_block_hash(&envelope)).await
@@ -494,7 +496,7 @@ where
         drop(permit);
         hashed
     };
-    // Validation first: its request is on its way before an inline hash takes the thread.
+    // Validation first: its request is queued before an inline hash takes the thread.
     let (validation, hashed) = tokio::join!(validate(validator, &written), hashing);
     stages.new_payload = Some(step.elapsed());
     let validation = match hashed {
