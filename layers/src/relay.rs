@@ -185,14 +185,14 @@ mod tests {
             true
         }
         fn send(&self, _: &Builder, _: &RpcCall) {
-            self.0.lock().unwrap().push("copy queued");
+            self.0.lock().expect("log").push("copy queued");
         }
     }
 
     #[tokio::test]
     async fn the_inner_request_is_dispatched_before_the_copies() {
         let log = Log::default();
-        let forward = Forward::new("builder", "http://127.0.0.1:9".parse().unwrap());
+        let forward = Forward::new("builder", "http://127.0.0.1:9".parse().expect("uri"));
         let builder = Builder::new(
             BuilderClient::new("builder", forward, JwtSecret::from_bytes([1; 32])),
             LaneConfig::default(),
@@ -202,7 +202,7 @@ mod tests {
             let log = inner_log.clone();
             // A forwarding service hands its request to the connection on its first poll.
             async move {
-                log.lock().unwrap().push("inner polled");
+                log.lock().expect("log").push("inner polled");
                 Ok::<_, Infallible>(())
             }
         });
@@ -212,10 +212,10 @@ mod tests {
             .insert(RpcCall::new("engine_newPayloadV4", b"1", b"[]"));
         let future = relay.call(req);
         assert!(
-            log.lock().unwrap().is_empty(),
+            log.lock().expect("log").is_empty(),
             "nothing happens before the first poll"
         );
-        future.await.unwrap();
-        assert_eq!(*log.lock().unwrap(), ["inner polled", "copy queued"]);
+        future.await.expect("infallible");
+        assert_eq!(*log.lock().expect("log"), ["inner polled", "copy queued"]);
     }
 }
