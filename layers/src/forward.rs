@@ -70,6 +70,10 @@ pub const DEFAULT_RESPONSE_LIMIT: usize = 64 * 1024 * 1024;
 /// Default timeout for one exchange with an upstream.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Largest read buffer of one upstream connection; the server reads op-node's requests in
+/// buffers of the same size.
+const READ_BUFFER_CAP: usize = 64 * 1024;
+
 /// Why a forward failed. Put in the extensions of the synthesized error response.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -192,6 +196,9 @@ where
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            // Each pooled connection keeps its read buffer: uncapped, hyper grows it to ~400 KiB
+            // on megabyte payloads, for every connection.
+            .http1_max_buf_size(READ_BUFFER_CAP)
             .build(connector);
         Self {
             client,
