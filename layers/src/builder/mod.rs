@@ -70,6 +70,8 @@ pub struct Builder {
     health: BuilderHealth,
     breaker: CircuitBreaker,
     settings: Settings,
+    // Bytes of its last getPayload answer: how big its next one will likely be.
+    payload_size: std::sync::atomic::AtomicUsize,
 }
 
 impl Builder {
@@ -106,7 +108,18 @@ impl Builder {
             health,
             breaker,
             settings: Settings::default(),
+            payload_size: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Size in bytes of the builder's last getPayload answer (0 before the first).
+    pub fn last_payload_size(&self) -> usize {
+        self.payload_size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_payload_size(&self, size: usize) {
+        self.payload_size
+            .store(size, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The builder's name.

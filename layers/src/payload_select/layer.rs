@@ -32,8 +32,9 @@ pub(super) struct Ctx {
     pub(super) policy: Arc<dyn PayloadPolicy>,
     pub(super) max_payload_size: usize,
     pub(super) sinks: Vec<DecisionSink>,
-    /// Big payloads decoded and hashed at once: no more than the cores that do it. More would
-    /// finish no sooner and hold more decoded megabytes.
+    /// Big payloads fetched, decoded and hashed at once: no more than the cores that do it (or
+    /// the builders, so that one getPayload never waits). More would finish no sooner and hold
+    /// more megabytes.
     pub(super) heavy_checks: Arc<tokio::sync::Semaphore>,
 }
 
@@ -53,7 +54,6 @@ impl PayloadSelectLayer {
     pub fn new(builders: Vec<Arc<Builder>>, jobs: Arc<PayloadJobs>, mode: ModeSwitch) -> Self {
         Self {
             ctx: Arc::new(Ctx {
-                builders: builders.into(),
                 jobs,
                 mode,
                 deadline: DEFAULT_DEADLINE,
@@ -61,8 +61,11 @@ impl PayloadSelectLayer {
                 max_payload_size: DEFAULT_BODY_LIMIT,
                 sinks: Vec::new(),
                 heavy_checks: Arc::new(tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(2, usize::from),
+                    std::thread::available_parallelism()
+                        .map_or(2, usize::from)
+                        .max(builders.len()),
                 )),
+                builders: builders.into(),
             }),
         }
     }

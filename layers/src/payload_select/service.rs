@@ -432,6 +432,14 @@ where
     };
 
     let step = Instant::now();
+    // A builder whose last payload was big is asked for this one once a check slot is free:
+    // however many getPayloads are in flight, switchyard then holds no more big payloads than
+    // it checks at once (a payload waiting for a slot would be megabytes held for nothing).
+    // Held from here until the hash is done: the payload's whole unchecked life.
+    let mut permit = None;
+    if builder.last_payload_size() > INLINE_CHECK_BYTES {
+        permit = ctx.heavy_checks.clone().acquire_owned().await.ok();
+    }
     let params = serde_json::to_vec(&[builder_id]).unwrap_or_default();
     let answer = builder
         .client()
@@ -442,6 +450,7 @@ where
         Ok(answer) => answer,
         Err(error) => return Chain::lost(stages, error.label()),
     };
+    builder.note_payload_size(answer.len());
 
     let step = Instant::now();
     // Milliseconds of CPU for a big payload (the block hash alone is keccak over every
@@ -456,12 +465,12 @@ where
         let written = envelope.write_answer(&answer_id);
         Ok::<_, &'static str>((envelope, written))
     };
-    // Held from the decode until the hash is done: the decoded payload's whole life.
-    let mut permit = None;
     let prepared = if small {
         prepare()
     } else {
-        permit = ctx.heavy_checks.clone().acquire_owned().await.ok();
+        if permit.is_none() {
+            permit = ctx.heavy_checks.clone().acquire_owned().await.ok();
+        }
         tokio::task::spawn_blocking(prepare)
             .await
             .unwrap_or(Err("check_failed"))
