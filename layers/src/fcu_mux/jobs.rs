@@ -56,8 +56,16 @@ pub struct PayloadJob {
 /// Payload jobs by op-geth's payload id, bounded. See the [module docs](super).
 #[derive(Debug)]
 pub struct PayloadJobs {
-    jobs: Mutex<VecDeque<(PayloadId, Arc<PayloadJob>)>>,
+    jobs: Mutex<VecDeque<Filed>>,
     capacity: usize,
+}
+
+/// A filed job, its id and timestamp kept beside it: eviction reads no job.
+#[derive(Debug)]
+struct Filed {
+    id: PayloadId,
+    timestamp: u64,
+    job: Arc<PayloadJob>,
 }
 
 /// Jobs whose timestamp is this far behind the newest are gone: op-node never asks for them.
@@ -72,7 +80,7 @@ impl PayloadJobs {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(PayloadId, Arc<PayloadJob>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Filed>> {
         self.jobs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -82,13 +90,15 @@ impl PayloadJobs {
     pub fn insert(&self, id: PayloadId, job: PayloadJob) {
         let newest = job.attributes.payload_attributes.timestamp;
         let mut jobs = self.lock();
-        jobs.retain(|(existing, old)| {
-            *existing != id && old.attributes.payload_attributes.timestamp + HORIZON_SECS >= newest
-        });
+        jobs.retain(|filed| filed.id != id && filed.timestamp + HORIZON_SECS >= newest);
         while jobs.len() >= self.capacity {
             jobs.pop_front();
         }
-        jobs.push_back((id, Arc::new(job)));
+        jobs.push_back(Filed {
+            id,
+            timestamp: newest,
+            job: Arc::new(job),
+        });
     }
 
     /// The job filed under op-geth's `id`.
@@ -96,8 +106,8 @@ impl PayloadJobs {
         self.lock()
             .iter()
             .rev()
-            .find(|(existing, _)| existing == id)
-            .map(|(_, job)| job.clone())
+            .find(|filed| filed.id == *id)
+            .map(|filed| filed.job.clone())
     }
 
     /// How many jobs are filed.
