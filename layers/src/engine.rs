@@ -364,24 +364,35 @@ impl Envelope {
     }
 
     /// The block hash recomputed from the payload and its sidecar (not the one it claims).
+    /// Works on a copy of the payload; [`Envelope::into_block_hash`] needs none.
     ///
     /// # Errors
     ///
     /// If the payload cannot form a block.
     pub fn block_hash(&self) -> Result<B256, EnvelopeError> {
+        self.clone().into_block_hash()
+    }
+
+    /// As [`Envelope::block_hash`], consuming the envelope: the payload's transactions become
+    /// the block's as they are, not copied one by one.
+    ///
+    /// # Errors
+    ///
+    /// If the payload cannot form a block.
+    pub fn into_block_hash(self) -> Result<B256, EnvelopeError> {
         let not_a_block = |e: &dyn std::fmt::Display| EnvelopeError::NotABlock(e.to_string());
         let block = match self {
-            Self::V2(e) => match &e.execution_payload {
+            Self::V2(e) => match e.execution_payload {
                 ExecutionPayloadFieldV2::V1(p) => {
-                    p.clone().into_block_raw().map_err(|e| not_a_block(&e))?
+                    p.into_block_raw().map_err(|e| not_a_block(&e))?
                 }
                 ExecutionPayloadFieldV2::V2(p) => {
-                    p.clone().into_block_raw().map_err(|e| not_a_block(&e))?
+                    p.into_block_raw().map_err(|e| not_a_block(&e))?
                 }
             },
             Self::V3(e) => {
                 let data = OpExecutionData::v3(
-                    e.execution_payload.clone(),
+                    e.execution_payload,
                     Vec::new(),
                     e.parent_beacon_block_root,
                 );
@@ -391,7 +402,7 @@ impl Envelope {
             }
             Self::V4(e) => {
                 let data = OpExecutionData::v4(
-                    e.execution_payload.clone(),
+                    e.execution_payload,
                     Vec::new(),
                     e.parent_beacon_block_root,
                     Requests::default(),

@@ -70,7 +70,7 @@ impl CheckFailure {
 /// The first check that fails.
 pub fn check_payload(envelope: &Envelope, job: &PayloadJob) -> Result<(), CheckFailure> {
     check_attributes(envelope, job)?;
-    check_block_hash(envelope)
+    check_block_hash(envelope.clone())
 }
 
 /// The cheap part of [`check_payload`]: everything but the block hash.
@@ -141,14 +141,18 @@ pub fn check_attributes(envelope: &Envelope, job: &PayloadJob) -> Result<(), Che
 }
 
 /// The dear part of [`check_payload`]: the block hash recomputed from the payload (keccak over
-/// every transaction, for the transactions root) must be the one it claims.
+/// every transaction, for the transactions root) must be the one it claims. Consumes the
+/// envelope: the hash is the decoded payload's last use, and needs no copy of it.
 ///
 /// # Errors
 ///
 /// [`CheckFailure::BlockHash`].
-pub fn check_block_hash(envelope: &Envelope) -> Result<(), CheckFailure> {
-    let recomputed = envelope.block_hash().map_err(|_| CheckFailure::BlockHash)?;
-    if recomputed == envelope.payload().block_hash {
+pub fn check_block_hash(envelope: Envelope) -> Result<(), CheckFailure> {
+    let claimed = envelope.payload().block_hash;
+    let recomputed = envelope
+        .into_block_hash()
+        .map_err(|_| CheckFailure::BlockHash)?;
+    if recomputed == claimed {
         Ok(())
     } else {
         Err(CheckFailure::BlockHash)
@@ -323,7 +327,7 @@ mod properties {
                 2 => p.transactions.push(Bytes::from(vec![noise])),
                 _ => p.receipts_root.0[0] ^= noise,
             }
-            prop_assert_eq!(check_block_hash(&envelope), Err(CheckFailure::BlockHash));
+            prop_assert_eq!(check_block_hash(envelope), Err(CheckFailure::BlockHash));
         }
     }
 }

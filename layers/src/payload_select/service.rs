@@ -498,9 +498,9 @@ where
         let hashed = if small {
             // The validation request is only queued on its connection: let it be written first.
             tokio::task::yield_now().await;
-            Ok(check_block_hash(&envelope))
+            Ok(check_block_hash(envelope))
         } else {
-            tokio::task::spawn_blocking(move || check_block_hash(&envelope)).await
+            tokio::task::spawn_blocking(move || check_block_hash(envelope)).await
         };
         drop(permit);
         hashed
