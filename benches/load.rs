@@ -17,7 +17,13 @@
 //! medians taken, since the machine is shared and noisy. The simulators and proxies run as child
 //! processes (this binary re-executed, and switchyard's), so that each proxy's peak resident memory
 //! can be read from `/proc`. The report gives each figure, the latency each proxy adds to direct,
-//! and switchyard's added latency as a ratio of the bare forwarder's.
+//! and switchyard's added latency as a ratio of the bare forwarder's; for block cycles, also each
+//! step's (FCU+attributes, getPayload, newPayload, FCU), to show where the addition goes.
+//!
+//! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
+//! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
+//! after measured in one run. `LOAD_ONLY=eth|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
+//! one workload alone, longer (for profiling).
 
 #![allow(
     missing_docs,
