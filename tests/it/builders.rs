@@ -707,7 +707,8 @@ async fn builder_blocks_win_at_zero_block_time_with_a_50ms_builder() {
 async fn big_payloads_from_two_builders_are_checked_off_the_event_loop() {
     // Four hundred 200-byte transactions a block: about 170 KB of JSON, past the size checked
     // inline, so both builders' payloads are decoded and hashed on blocking threads, no more than
-    // the cores at once.
+    // the cores at once; from the second block on, each builder (its last payload big) is asked
+    // for its payload only once a check slot is free.
     let configs = [("a", 1), ("b", 2)]
         .into_iter()
         .map(|(name, extra_txs)| {
