@@ -55,7 +55,10 @@ pub use lane::{LaneConfig, LaneError, Reply};
 pub use metrics::describe;
 pub use mode::{ExecutionMode, ModeSwitch, UnknownMode};
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use crate::jsonrpc::RpcCall;
 use lane::Lane;
@@ -71,7 +74,7 @@ pub struct Builder {
     breaker: CircuitBreaker,
     settings: Settings,
     // Bytes of its last getPayload answer: how big its next one will likely be.
-    payload_size: std::sync::atomic::AtomicUsize,
+    payload_size: AtomicUsize,
 }
 
 impl Builder {
@@ -108,18 +111,17 @@ impl Builder {
             health,
             breaker,
             settings: Settings::default(),
-            payload_size: std::sync::atomic::AtomicUsize::new(0),
+            payload_size: AtomicUsize::new(0),
         })
     }
 
     /// Size in bytes of the builder's last getPayload answer (0 before the first).
     pub fn last_payload_size(&self) -> usize {
-        self.payload_size.load(std::sync::atomic::Ordering::Relaxed)
+        self.payload_size.load(Ordering::Relaxed)
     }
 
     pub(crate) fn note_payload_size(&self, size: usize) {
-        self.payload_size
-            .store(size, std::sync::atomic::Ordering::Relaxed);
+        self.payload_size.store(size, Ordering::Relaxed);
     }
 
     /// The builder's name.
@@ -180,7 +182,7 @@ impl Builder {
         let reply = Reply::Callback(Box::new(move |result| {
             // Unreachable, or a JSON-RPC error: the builder did not take the setting.
             if result.is_err() {
-                stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                stale.store(true, Ordering::Relaxed);
             }
         }));
         if self.transactions.send(call, reply).is_err() {

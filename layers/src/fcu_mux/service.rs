@@ -188,17 +188,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = this.future.poll(cx);
-        if this.candidate.is_some() {
-            if polled.is_pending() && !*this.deferred {
-                // op-geth's request has only been handed to its connection's task, which writes
-                // it once this task yields: yield once, so that it leaves before the decode.
-                *this.deferred = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            if let Some((call, layer)) = this.candidate.take() {
-                *this.pending = layer.fan_out(&call);
-            }
+        if this.candidate.is_some() && polled.is_pending() && !*this.deferred {
+            // op-geth's request has only been handed to its connection's task, which writes it
+            // once this task yields: yield once, so that it leaves before the decode.
+            *this.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if let Some((call, layer)) = this.candidate.take() {
+            *this.pending = layer.fan_out(&call);
         }
         let response = ready!(polled)?;
         let Some(pending) = this.pending.take() else {

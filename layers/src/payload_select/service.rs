@@ -449,7 +449,7 @@ where
     // Held from here until the hash is done: the payload's whole unchecked life.
     let mut permit = None;
     if builder.last_payload_size() > INLINE_CHECK_BYTES {
-        permit = ctx.heavy_checks.clone().acquire_owned().await.ok();
+        permit = check_slot(&ctx).await;
     }
     let params = serde_json::to_vec(&[builder_id]).unwrap_or_default();
     let answer = builder
@@ -480,7 +480,7 @@ where
         prepare()
     } else {
         if permit.is_none() {
-            permit = ctx.heavy_checks.clone().acquire_owned().await.ok();
+            permit = check_slot(&ctx).await;
         }
         tokio::task::spawn_blocking(prepare)
             .await
@@ -551,6 +551,11 @@ where
         gas_used,
         block_value,
     }
+}
+
+/// One of the slots big payloads are fetched, decoded and hashed in.
+async fn check_slot(ctx: &Ctx) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    ctx.heavy_checks.clone().acquire_owned().await.ok()
 }
 
 fn check(
