@@ -2,7 +2,9 @@
 //!
 //! # Behaviour
 //!
-//! - One pooled hyper-util client per upstream, with keep-alive connections and `TCP_NODELAY`.
+//! - Keep-alive HTTP/1.1 connections per upstream, with `TCP_NODELAY`, reused most recently
+//!   used first; a request that met a connection the upstream had just closed is sent again on a
+//!   new one (it was never written).
 //! - The request body is sent as received, byte for byte; the upstream's status, headers and body
 //!   come back unchanged, except hop-by-hop headers. `Accept-Encoding` is not passed on: layers
 //!   read upstream answers, so they must arrive uncompressed.
@@ -36,6 +38,8 @@
 //! # }
 //! ```
 
+mod pool;
+
 use std::{
     convert::Infallible,
     future::Future,
@@ -46,16 +50,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, header, response};
-use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{self, Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
-};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, header};
+use hyper_util::client::legacy::connect::HttpConnector;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tower::Service;
+use tower::{BoxError, Service};
 
+use self::pool::{ExchangeError, Pool};
 use crate::{
     body::{BodyError, CollectCapped, RpcBody},
     jsonrpc::{self, RpcBatch, RpcCall, code},
@@ -152,13 +153,61 @@ fn humanize(d: Duration) -> String {
 }
 
 /// Service that forwards requests to one upstream. See the [module docs](self).
-#[derive(Clone, Debug)]
 pub struct Forward<C = HttpConnector> {
-    client: Client<C, RpcBody>,
-    uri: Uri,
+    pool: Arc<Pool<C>>,
     name: Arc<str>,
     timeout: Duration,
     response_limit: usize,
+}
+
+impl<C> Clone for Forward<C> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            name: self.name.clone(),
+            timeout: self.timeout,
+            response_limit: self.response_limit,
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Forward<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forward")
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .field("timeout", &self.timeout)
+            .field("response_limit", &self.response_limit)
+            .finish()
+    }
+}
+
+/// What a connector must be: a tower service from the upstream's URL to a connection hyper can
+/// speak HTTP/1.1 over (hyper-util's `HttpConnector`, hyper-rustls' `HttpsConnector`, ...).
+pub trait Connector:
+    Service<
+        Uri,
+        Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        Future: Send,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C> Connector for C where
+    C: Service<
+            Uri,
+            Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+            Future: Send,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 impl Forward<HttpConnector> {
@@ -187,22 +236,13 @@ impl Forward<UpstreamConnector> {
     }
 }
 
-impl<C> Forward<C>
-where
-    C: legacy::connect::Connect + Clone + Send + Sync + 'static,
-{
+impl<C: Connector> Forward<C> {
     /// Forwards to `uri` through `connector` (for TLS or custom transports).
     pub fn with_connector(name: impl Into<Arc<str>>, uri: Uri, connector: C) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+        Self {
             // Each pooled connection keeps its read buffer: uncapped, hyper grows it to ~400 KiB
             // on megabyte payloads, for every connection.
-            .http1_max_buf_size(READ_BUFFER_CAP)
-            .build(connector);
-        Self {
-            client,
-            uri,
+            pool: Arc::new(Pool::new(connector, uri, READ_BUFFER_CAP)),
             name: name.into(),
             timeout: DEFAULT_TIMEOUT,
             response_limit: DEFAULT_RESPONSE_LIMIT,
@@ -230,7 +270,7 @@ impl<C> Forward<C> {
 
     /// The upstream's URL.
     pub fn uri(&self) -> &Uri {
-        &self.uri
+        self.pool.uri()
     }
 
     /// The timeout of one exchange.
@@ -285,10 +325,7 @@ impl Answering {
     }
 }
 
-impl<C> Service<Request<RpcBody>> for Forward<C>
-where
-    C: legacy::connect::Connect + Clone + Send + Sync + 'static,
-{
+impl<C: Connector> Service<Request<RpcBody>> for Forward<C> {
     type Response = Response<RpcBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
@@ -301,19 +338,19 @@ where
     fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
         let answering = Answering::of(&req);
         let (mut parts, body) = req.into_parts();
-        parts.uri = self.uri.clone();
         strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::HOST);
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::ACCEPT_ENCODING);
         let request = Request::from_parts(parts, body);
         ResponseFuture {
-            state: State::Sending {
-                future: self.client.request(request),
-            },
+            exchange: Box::pin(exchange(
+                self.pool.clone(),
+                request,
+                self.response_limit,
+                self.name.clone(),
+            )),
             deadline: tokio::time::sleep(self.timeout),
             timeout: self.timeout,
-            limit: self.response_limit,
             name: self.name.clone(),
             answering,
         }
@@ -335,25 +372,75 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("keep-alive");
 }
 
-pin_project! {
-    /// Response future of [`Forward`].
-    pub struct ResponseFuture {
-        #[pin]
-        state: State,
-        #[pin]
-        deadline: Sleep,
-        timeout: Duration,
-        limit: usize,
-        name: Arc<str>,
-        answering: Answering,
-    }
+/// Sends `req` on a pooled connection and reads the whole answer, under `limit` bytes.
+async fn exchange<C: Connector>(
+    pool: Arc<Pool<C>>,
+    req: Request<RpcBody>,
+    limit: usize,
+    name: Arc<str>,
+) -> Result<Response<RpcBody>, ForwardError> {
+    let (response, lease) = pool.send(req).await.map_err(|error| match error {
+        // Only a failed connect means nobody is there; anything later is a broken answer.
+        ExchangeError::Connect(source) => match tls::rustls_error(&*source) {
+            Some(tls) => ForwardError::Tls {
+                upstream: name.clone(),
+                reason: tls.to_string(),
+            },
+            None => ForwardError::Unreachable {
+                upstream: name.clone(),
+                reason: error_chain(&*source),
+            },
+        },
+        ExchangeError::Send(source) => match tls::rustls_error(&source) {
+            Some(tls) => ForwardError::Tls {
+                upstream: name.clone(),
+                reason: tls.to_string(),
+            },
+            None => ForwardError::BadResponse {
+                upstream: name.clone(),
+                reason: error_chain(&source),
+            },
+        },
+    })?;
+    let (mut parts, body) = response.into_parts();
+    let bytes = CollectCapped::new(body, limit, None)
+        .await
+        .map_err(|error| match error {
+            BodyError::Read(source) if tls::rustls_error(&*source).is_some() => ForwardError::Tls {
+                upstream: name.clone(),
+                reason: tls::rustls_error(&*source)
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            },
+            BodyError::TooLarge { limit } => ForwardError::TooLarge {
+                upstream: name.clone(),
+                limit,
+            },
+            BodyError::Read(source) => ForwardError::BadResponse {
+                upstream: name.clone(),
+                reason: format!("connection closed mid-response: {}", error_chain(&*source)),
+            },
+            other => ForwardError::BadResponse {
+                upstream: name.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+    // Only a connection whose answer was read to the end can carry the next request.
+    pool.put(lease);
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, RpcBody::new(bytes)))
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State {
-        Sending { #[pin] future: legacy::ResponseFuture },
-        Reading { #[pin] body: CollectCapped<Incoming>, parts: Option<response::Parts> },
+    /// Response future of [`Forward`].
+    pub struct ResponseFuture {
+        exchange: Pin<Box<dyn Future<Output = Result<Response<RpcBody>, ForwardError>> + Send>>,
+        #[pin]
+        deadline: Sleep,
+        timeout: Duration,
+        name: Arc<str>,
+        answering: Answering,
     }
 }
 
@@ -369,87 +456,19 @@ impl Future for ResponseFuture {
     type Output = Result<Response<RpcBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let progress = match this.state.as_mut().project() {
-                StateProj::Sending { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => {
-                        let (parts, body) = response.into_parts();
-                        this.state.set(State::Reading {
-                            body: CollectCapped::new(body, *this.limit, None),
-                            parts: Some(parts),
-                        });
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) if tls::rustls_error(&e).is_some() => {
-                        Poll::Ready(Err(ForwardError::Tls {
-                            upstream: this.name.clone(),
-                            reason: tls::rustls_error(&e)
-                                .map(ToString::to_string)
-                                .unwrap_or_default(),
-                        }))
-                    }
-                    // Only a failed connect means nobody is there; anything later is a broken answer.
-                    Poll::Ready(Err(e)) if e.is_connect() => {
-                        Poll::Ready(Err(ForwardError::Unreachable {
-                            upstream: this.name.clone(),
-                            reason: error_chain(&e),
-                        }))
-                    }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::BadResponse {
-                        upstream: this.name.clone(),
-                        reason: error_chain(&e),
-                    })),
-                    Poll::Pending => Poll::Pending,
-                },
-                StateProj::Reading { body, parts } => match body.poll(cx) {
-                    Poll::Ready(Ok(bytes)) => {
-                        let mut parts = parts
-                            .take()
-                            .unwrap_or_else(|| Response::new(()).into_parts().0);
-                        strip_hop_by_hop(&mut parts.headers);
-                        parts.headers.remove(header::CONTENT_LENGTH);
-                        Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
-                    }
-                    Poll::Ready(Err(BodyError::Read(source)))
-                        if tls::rustls_error(&*source).is_some() =>
-                    {
-                        Poll::Ready(Err(ForwardError::Tls {
-                            upstream: this.name.clone(),
-                            reason: tls::rustls_error(&*source)
-                                .map(ToString::to_string)
-                                .unwrap_or_default(),
-                        }))
-                    }
-                    Poll::Ready(Err(BodyError::TooLarge { limit })) => {
-                        Poll::Ready(Err(ForwardError::TooLarge {
-                            upstream: this.name.clone(),
-                            limit,
-                        }))
-                    }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(ForwardError::BadResponse {
-                        upstream: this.name.clone(),
-                        reason: match e {
-                            BodyError::Read(source) => {
-                                format!("connection closed mid-response: {}", error_chain(&*source))
-                            }
-                            other => other.to_string(),
-                        },
-                    })),
-                    Poll::Pending => Poll::Pending,
-                },
-            };
-            return match progress {
-                Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
-                Poll::Ready(Err(error)) => Poll::Ready(Ok(this.answering.respond(error))),
-                Poll::Pending => {
-                    ready!(this.deadline.as_mut().poll(cx));
-                    Poll::Ready(Ok(this.answering.respond(ForwardError::Timeout {
-                        upstream: this.name.clone(),
-                        timeout: *this.timeout,
-                    })))
-                }
-            };
+        let this = self.project();
+        match this.exchange.as_mut().poll(cx) {
+            Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
+            Poll::Ready(Err(error)) => Poll::Ready(Ok(this.answering.respond(error))),
+            Poll::Pending => {
+                // Dropping the exchange with us closes its connection: half an exchange cannot
+                // be reused.
+                ready!(this.deadline.poll(cx));
+                Poll::Ready(Ok(this.answering.respond(ForwardError::Timeout {
+                    upstream: this.name.clone(),
+                    timeout: *this.timeout,
+                })))
+            }
         }
     }
 }
@@ -549,5 +568,136 @@ mod tests {
             "upstream builder-a timed out after 50ms"
         );
         holder.abort();
+    }
+
+    /// How the test upstream treats one connection.
+    #[derive(Clone, Copy)]
+    enum Upstream {
+        /// Answers every request, keeping the connection open.
+        KeepAlive,
+        /// Answers one request, then closes without saying so (as a server's idle timeout does).
+        CloseAfterOne,
+        /// Sends the head and half the body of the first connection's answer, then stalls.
+        StallFirst,
+    }
+
+    /// A raw HTTP/1.1 upstream answering `{"jsonrpc":"2.0","id":1,"result":"0x1"}`; counts its
+    /// connections.
+    async fn upstream(
+        behaviour: Upstream,
+    ) -> (
+        Uri,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let uri = format!("http://{}/", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("uri");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let nth = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let mut buf = Vec::new();
+                    loop {
+                        // One request: headers, then as many body bytes as announced.
+                        let end = loop {
+                            if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+                                break end + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head_text = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length: usize = head_text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + length {
+                            let mut chunk = [0u8; 4096];
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + length);
+                        match behaviour {
+                            Upstream::StallFirst if nth == 0 => {
+                                let _ = socket.write_all(head.as_bytes()).await;
+                                let _ = socket.write_all(&body[..10]).await;
+                                std::future::pending::<()>().await;
+                            }
+                            _ => {
+                                let _ = socket.write_all(head.as_bytes()).await;
+                                let _ = socket.write_all(body).await;
+                            }
+                        }
+                        if matches!(behaviour, Upstream::CloseAfterOne) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (uri, accepted, server)
+    }
+
+    async fn result_of(forward: &Forward) -> serde_json::Value {
+        let response = forward
+            .clone()
+            .oneshot(call_request(b"1"))
+            .await
+            .expect("infallible");
+        body_json(response).await
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_consecutive_requests() {
+        let (uri, accepted, server) = upstream(Upstream::KeepAlive).await;
+        let forward = Forward::new("l2", uri);
+        for _ in 0..3 {
+            assert_eq!(result_of(&forward).await["result"], "0x1");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_not_reused() {
+        let (uri, accepted, server) = upstream(Upstream::CloseAfterOne).await;
+        let forward = Forward::new("l2", uri);
+        for _ in 0..3 {
+            assert_eq!(result_of(&forward).await["result"], "0x1");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_half_read_answer_never_leaves_its_connection_in_the_pool() {
+        let (uri, accepted, server) = upstream(Upstream::StallFirst).await;
+        let forward = Forward::new("l2", uri).with_timeout(Duration::from_millis(100));
+        let json = result_of(&forward).await;
+        assert_eq!(json["error"]["code"], code::UPSTREAM_TIMEOUT);
+        // The stalled connection still holds half an answer: the next request needs another.
+        assert_eq!(result_of(&forward).await["result"], "0x1");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        server.abort();
     }
 }
