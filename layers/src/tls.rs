@@ -150,8 +150,8 @@ pub fn connector(uri: &http::Uri, options: &TlsOptions) -> Result<UpstreamConnec
     Ok(HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
+        // Offer only what the pool speaks: an upstream that picked h2 would fail the handshake.
         .enable_http1()
-        .enable_http2()
         .wrap_connector(http))
 }
 
