@@ -18,9 +18,14 @@ pub const JWT_MAX_IAT_DIFF_SECS: u64 = 60;
 /// See the [module docs](super). `Debug` prints `JwtSecret(<redacted>)`.
 #[derive(Clone)]
 pub struct JwtSecret {
+    // Shared: services holding a secret are cloned per request, and the keys are heap buffers.
+    keys: std::sync::Arc<Keys>,
+}
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    validation: std::sync::Arc<Validation>,
+    validation: Validation,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,9 +47,11 @@ impl JwtSecret {
         validation.validate_aud = false;
         validation.leeway = 0;
         Self {
-            encoding: EncodingKey::from_secret(&bytes),
-            decoding: DecodingKey::from_secret(&bytes),
-            validation: std::sync::Arc::new(validation),
+            keys: std::sync::Arc::new(Keys {
+                encoding: EncodingKey::from_secret(&bytes),
+                decoding: DecodingKey::from_secret(&bytes),
+                validation,
+            }),
         }
     }
 
@@ -105,7 +112,7 @@ impl JwtSecret {
                 iat: Some(iat),
                 exp: None,
             },
-            &self.encoding,
+            &self.keys.encoding,
         )
         .map_err(|e| JwtError::Malformed(e.to_string()))
     }
@@ -130,12 +137,15 @@ impl JwtSecret {
 
     /// Verifies the signature and reads the claims, without looking at the clock.
     pub(crate) fn verify(&self, token: &str) -> Result<TimeWindow, JwtError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token.as_bytes(), &self.decoding, &self.validation)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidSignature => JwtError::BadSignature,
-                    kind => JwtError::Malformed(format!("{kind:?}")),
-                })?;
+        let data = jsonwebtoken::decode::<Claims>(
+            token.as_bytes(),
+            &self.keys.decoding,
+            &self.keys.validation,
+        )
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => JwtError::BadSignature,
+            kind => JwtError::Malformed(format!("{kind:?}")),
+        })?;
         let iat = data.claims.iat.ok_or(JwtError::MissingIat)?;
         Ok(TimeWindow {
             iat,
@@ -335,7 +345,7 @@ mod tests {
                 iat: None,
                 exp: None,
             },
-            &s.encoding,
+            &s.keys.encoding,
         )
         .expect("t");
         assert_eq!(s.validate(&no_iat, 5), Err(JwtError::MissingIat));
@@ -345,7 +355,7 @@ mod tests {
                 iat: Some(100),
                 exp: Some(101),
             },
-            &s.encoding,
+            &s.keys.encoding,
         )
         .expect("t");
         assert_eq!(s.validate(&expired, 102), Err(JwtError::Expired));
