@@ -43,7 +43,7 @@ use crate::{
     jsonrpc::{RpcBatch, RpcCall},
 };
 use metrics::{Counter, Histogram};
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::OnceLock;
 
 pub(crate) const REQUESTS: &str = "switchyard_rpc_requests_total";
 pub(crate) const DURATION: &str = "switchyard_rpc_request_duration_seconds";
@@ -96,14 +96,47 @@ const ENGINE: [&str; 11] = [
     "engine_signalSuperchainV1",
 ];
 
+/// Every `method` label: the known methods, then `other` and `batch`.
+const LABELS: [&str; KNOWN.len() + ENGINE.len() + 2] = {
+    let mut labels = [""; KNOWN.len() + ENGINE.len() + 2];
+    let mut i = 0;
+    while i < KNOWN.len() {
+        labels[i] = KNOWN[i];
+        i += 1;
+    }
+    while i < KNOWN.len() + ENGINE.len() {
+        labels[i] = ENGINE[i - KNOWN.len()];
+        i += 1;
+    }
+    labels[i] = "other";
+    labels[i + 1] = "batch";
+    labels
+};
+const OTHER: usize = LABELS.len() - 2;
+const BATCH: usize = LABELS.len() - 1;
+
+/// Every `outcome` label.
+const OUTCOMES: [&str; 8] = [
+    "ok",
+    "rpc_error",
+    "http_error",
+    "timeout",
+    "unreachable",
+    "tls",
+    "too_large",
+    "bad_response",
+];
+
+fn method_index(method: &str) -> usize {
+    LABELS[..OTHER]
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(OTHER)
+}
+
 /// The `method` label of `method`: itself if it is in the closed set, else `other`.
 pub fn method_label(method: &str) -> &'static str {
-    KNOWN
-        .iter()
-        .chain(ENGINE.iter())
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("other")
+    LABELS[method_index(method)]
 }
 
 /// The `outcome` label of a response.
@@ -174,35 +207,37 @@ pub struct Measure<S> {
     handles: Arc<Handles>,
 }
 
-/// Metric handles by label, made once: building a labelled key costs an allocation and a hash
-/// per call, a cached handle only a clone.
-#[derive(Debug, Default)]
+/// Metric handles by label index, each made on first use: building a labelled key costs an
+/// allocation and a hash per call; the labels are closed sets, so a table needs neither a lock
+/// nor a hash.
+#[derive(Debug)]
 struct Handles {
-    counters: Mutex<HashMap<(&'static str, &'static str), Counter>>,
-    histograms: Mutex<HashMap<&'static str, Histogram>>,
+    counters: [[OnceLock<Counter>; OUTCOMES.len()]; LABELS.len()],
+    histograms: [OnceLock<Histogram>; LABELS.len()],
 }
 
-impl Handles {
-    fn record(&self, upstream: &str, method: &'static str, outcome: &'static str, seconds: f64) {
-        let counter = lock(&self.counters)
-            .entry((method, outcome))
-            .or_insert_with(|| {
-                metrics::counter!(REQUESTS, "upstream" => upstream.to_owned(), "method" => method, "outcome" => outcome)
-            })
-            .clone();
-        counter.increment(1);
-        let histogram = lock(&self.histograms)
-            .entry(method)
-            .or_insert_with(|| metrics::histogram!(DURATION, "upstream" => upstream.to_owned(), "method" => method))
-            .clone();
-        histogram.record(seconds);
+impl Default for Handles {
+    fn default() -> Self {
+        Self {
+            counters: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            histograms: std::array::from_fn(|_| OnceLock::new()),
+        }
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Handles {
+    fn record(&self, upstream: &str, method: usize, outcome: &'static str, seconds: f64) {
+        let label = LABELS[method];
+        match OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(index) => self.counters[method][index].get_or_init(|| {
+                metrics::counter!(REQUESTS, "upstream" => upstream.to_owned(), "method" => label, "outcome" => outcome)
+            }).increment(1),
+            None => metrics::counter!(REQUESTS, "upstream" => upstream.to_owned(), "method" => label, "outcome" => outcome).increment(1),
+        }
+        self.histograms[method]
+            .get_or_init(|| metrics::histogram!(DURATION, "upstream" => upstream.to_owned(), "method" => label))
+            .record(seconds);
+    }
 }
 
 impl<S> Service<Request<RpcBody>> for Measure<S>
@@ -222,8 +257,8 @@ where
             req.extensions().get::<RpcCall>(),
             req.extensions().get::<RpcBatch>(),
         ) {
-            (Some(call), _) => Some(method_label(call.method())),
-            (None, Some(_)) => Some("batch"),
+            (Some(call), _) => Some(method_index(call.method())),
+            (None, Some(_)) => Some(BATCH),
             (None, None) => None,
         };
         ResponseFuture {
@@ -239,7 +274,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
-        labels: Option<(Arc<str>, Arc<Handles>, &'static str)>,
+        labels: Option<(Arc<str>, Arc<Handles>, usize)>,
         started: Instant,
     }
 }
