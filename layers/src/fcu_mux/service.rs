@@ -5,7 +5,7 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadStatusEnum};
+use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadId, PayloadStatusEnum};
 use bytes::Bytes;
 use http::{Request, Response};
 use op_alloy_rpc_types_engine::OpPayloadAttributes;
@@ -18,7 +18,7 @@ use crate::{
     body::{self, RpcBody},
     builder::{BuilderError, ExecutionMode, LaneError, Reply},
     engine::{self, EngineMethod},
-    jsonrpc::{RpcCall, RpcResponse},
+    jsonrpc::RpcCall,
 };
 
 /// Service that sends forkchoice updates with attributes to op-geth and builders alike.
@@ -51,6 +51,24 @@ impl std::fmt::Debug for Pending {
             .field("builders", &self.builders.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The payload id in op-geth's answer to a forkchoice update, read in one pass that skips the
+/// rest: op-node waits for this answer.
+fn payload_id(answer: &[u8]) -> Option<PayloadId> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Option<Updated>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Updated {
+        #[serde(rename = "payloadId")]
+        payload_id: Option<PayloadId>,
+    }
+    serde_json::from_slice::<Answer>(answer)
+        .ok()?
+        .result?
+        .payload_id
 }
 
 fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
@@ -203,12 +221,7 @@ where
             return Poll::Ready(Ok(response));
         };
         let (parts, bytes) = body::into_bytes(response);
-        let id = RpcResponse::from_slice(&bytes)
-            .ok()
-            .and_then(|answer| answer.result)
-            .and_then(|result| serde_json::from_str::<ForkchoiceUpdated>(result.get()).ok())
-            .and_then(|updated| updated.payload_id);
-        if let Some(id) = id {
+        if let Some(id) = payload_id(&bytes) {
             pending.jobs.insert(
                 id,
                 PayloadJob {
@@ -220,5 +233,25 @@ where
             );
         }
         Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_id_is_read_from_op_geths_answer_only_where_it_is() {
+        let answer = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"status":"VALID","latestValidHash":"0x01","validationError":null},"payloadId":"0x0102030405060708"}}"#;
+        assert_eq!(
+            payload_id(answer),
+            Some(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))
+        );
+        let no_id = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"status":"SYNCING"},"payloadId":null}}"#;
+        assert_eq!(payload_id(no_id), None);
+        let error = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-38003,"message":"Invalid payload attributes"}}"#;
+        assert_eq!(payload_id(error), None);
+        assert_eq!(payload_id(br#"{"result":{"payloadId":"0x01"}}"#), None);
+        assert_eq!(payload_id(b"{\"result\":"), None);
     }
 }
