@@ -74,8 +74,7 @@ pub(super) struct Lane {
     depth: Arc<AtomicUsize>,
     bytes: Arc<AtomicUsize>,
     bytes_capacity: usize,
-    name: Arc<str>,
-    kind: &'static str,
+    metrics: Arc<metrics::LaneMetrics>,
 }
 
 impl Lane {
@@ -89,21 +88,22 @@ impl Lane {
         let (sender, mut receiver) = mpsc::channel::<Job>(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let bytes = Arc::new(AtomicUsize::new(0));
-        let name = client.name().clone();
+        let lane_metrics = Arc::new(metrics::LaneMetrics::new(client.name().clone(), kind));
         let (worker_depth, worker_bytes) = (depth.clone(), bytes.clone());
+        let worker_metrics = lane_metrics.clone();
         tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
                 let waiting = worker_depth
                     .fetch_sub(1, Ordering::Relaxed)
                     .saturating_sub(1);
                 worker_bytes.fetch_sub(job.call.bytes().len(), Ordering::Relaxed);
-                metrics::queue_depth(client.name(), kind, waiting);
+                worker_metrics.depth(waiting);
                 let method = job.call.method();
                 let result = client.relay(&job.call).await;
                 if let Some(health) = &health {
                     health.observe(method, &result);
                 }
-                metrics::lane_call(client.name(), kind, method, &result);
+                worker_metrics.call(method, &result);
                 if let Err(error) = &result {
                     tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, %error, "builder call failed");
                 }
@@ -117,8 +117,7 @@ impl Lane {
             depth,
             bytes,
             bytes_capacity,
-            name,
-            kind,
+            metrics: lane_metrics,
         }
     }
 
@@ -126,7 +125,7 @@ impl Lane {
     pub(super) fn send(&self, call: &RpcCall, reply: Reply) -> Result<(), LaneError> {
         let size = call.bytes().len();
         if self.bytes.load(Ordering::Relaxed) + size > self.bytes_capacity {
-            metrics::dropped(&self.name, self.kind);
+            self.metrics.dropped();
             return Err(LaneError::Full);
         }
         self.bytes.fetch_add(size, Ordering::Relaxed);
@@ -136,13 +135,13 @@ impl Lane {
             reply,
         }) {
             Ok(()) => {
-                metrics::queue_depth(&self.name, self.kind, waiting);
+                self.metrics.depth(waiting);
                 Ok(())
             }
             Err(error) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);
                 self.bytes.fetch_sub(size, Ordering::Relaxed);
-                metrics::dropped(&self.name, self.kind);
+                self.metrics.dropped();
                 match error {
                     mpsc::error::TrySendError::Full(_) => Err(LaneError::Full),
                     mpsc::error::TrySendError::Closed(_) => Err(LaneError::Closed),

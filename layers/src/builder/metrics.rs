@@ -1,6 +1,9 @@
 //! Metrics of the builder concern.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
+use metrics::{Counter, Gauge};
 
 use super::{BuilderError, ExecutionMode, HealthState};
 
@@ -60,34 +63,70 @@ pub(super) fn register(builder: &str) {
     metrics::gauge!(HEAD_LAG, "builder" => builder.to_owned()).set(0.0);
 }
 
-pub(super) fn queue_depth(builder: &str, lane: &'static str, depth: usize) {
-    metrics::gauge!(QUEUE_DEPTH, "builder" => builder.to_owned(), "lane" => lane).set(depth as f64);
+/// The `kind` label of a lane call.
+const KINDS: [&str; 6] = [
+    "new_payload",
+    "forkchoice",
+    "get_payload",
+    "transaction",
+    "miner_setting",
+    "other",
+];
+
+fn kind_index(method: &str) -> usize {
+    match crate::engine::EngineMethod::parse(method) {
+        Some(crate::engine::EngineMethod::NewPayload(_)) => 0,
+        Some(crate::engine::EngineMethod::ForkchoiceUpdated(_)) => 1,
+        Some(crate::engine::EngineMethod::GetPayload(_)) => 2,
+        None if method.starts_with("eth_sendRawTransaction") => 3,
+        None if method.starts_with("miner_") => 4,
+        None => 5,
+    }
 }
 
-pub(super) fn dropped(builder: &str, lane: &'static str) {
-    metrics::counter!(QUEUE_DROPPED, "builder" => builder.to_owned(), "lane" => lane).increment(1);
-}
-
-pub(super) fn lane_call(
-    builder: &str,
+/// One lane's series, each labelled once, on first use: every relayed call updates the depth
+/// and counts its outcome, and a labelled key costs an allocation and a registry lookup.
+#[derive(Debug)]
+pub(super) struct LaneMetrics {
+    builder: Arc<str>,
     lane: &'static str,
-    method: &str,
-    result: &Result<Bytes, BuilderError>,
-) {
-    let kind = match crate::engine::EngineMethod::parse(method) {
-        Some(crate::engine::EngineMethod::NewPayload(_)) => "new_payload",
-        Some(crate::engine::EngineMethod::ForkchoiceUpdated(_)) => "forkchoice",
-        Some(crate::engine::EngineMethod::GetPayload(_)) => "get_payload",
-        None if method.starts_with("eth_sendRawTransaction") => "transaction",
-        None if method.starts_with("miner_") => "miner_setting",
-        None => "other",
-    };
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(e) => e.label(),
-    };
-    metrics::counter!(LANE_CALLS, "builder" => builder.to_owned(), "lane" => lane, "kind" => kind, "outcome" => outcome)
-        .increment(1);
+    depth: OnceLock<Gauge>,
+    dropped: OnceLock<Counter>,
+    /// Successful calls by kind; failures are rare enough to be labelled as they come.
+    ok: [OnceLock<Counter>; KINDS.len()],
+}
+
+impl LaneMetrics {
+    pub(super) fn new(builder: Arc<str>, lane: &'static str) -> Self {
+        Self {
+            builder,
+            lane,
+            depth: OnceLock::new(),
+            dropped: OnceLock::new(),
+            ok: Default::default(),
+        }
+    }
+
+    pub(super) fn depth(&self, depth: usize) {
+        self.depth
+            .get_or_init(|| metrics::gauge!(QUEUE_DEPTH, "builder" => self.builder.to_string(), "lane" => self.lane))
+            .set(depth as f64);
+    }
+
+    pub(super) fn dropped(&self) {
+        self.dropped
+            .get_or_init(|| metrics::counter!(QUEUE_DROPPED, "builder" => self.builder.to_string(), "lane" => self.lane))
+            .increment(1);
+    }
+
+    pub(super) fn call(&self, method: &str, result: &Result<Bytes, BuilderError>) {
+        let kind = kind_index(method);
+        let counter = |outcome: &'static str| metrics::counter!(LANE_CALLS, "builder" => self.builder.to_string(), "lane" => self.lane, "kind" => KINDS[kind], "outcome" => outcome);
+        match result {
+            Ok(_) => self.ok[kind].get_or_init(|| counter("ok")).increment(1),
+            Err(error) => counter(error.label()).increment(1),
+        }
+    }
 }
 
 pub(super) fn synced(builder: &str, state: HealthState) {
