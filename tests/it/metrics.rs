@@ -124,6 +124,19 @@ async fn decision_counters_move_with_the_right_labels() {
         ) >= 6.0
     );
     assert!(value(&page, "switchyard_builder_synced", &[("builder", name)]) >= 0.0);
+    // Each builder payload chosen was built on a forkchoice update the lane saw answered first.
+    assert!(
+        value(
+            &page,
+            "switchyard_builder_lane_calls_total",
+            &[
+                ("builder", name),
+                ("lane", "engine"),
+                ("kind", "forkchoice"),
+                ("outcome", "ok")
+            ]
+        ) >= 3.0
+    );
     assert!(page.keys().any(|k| k.starts_with("switchyard_build_info{")));
     assert_eq!(
         value(&page, "switchyard_execution_mode", &[("mode", "enabled")]),
