@@ -446,7 +446,8 @@ where
     // A builder whose last payload was big is asked for this one once a check slot is free:
     // however many getPayloads are in flight, switchyard then holds no more big payloads than
     // it checks at once (a payload waiting for a slot would be megabytes held for nothing).
-    // Held from here until the hash is done: the payload's whole unchecked life.
+    // Held from here until op-geth has validated it: its answer, decoded and then written, is
+    // megabytes all along.
     let mut permit = None;
     if builder.last_payload_size() > INLINE_CHECK_BYTES {
         permit = check_slot(&ctx).await;
@@ -513,11 +514,11 @@ where
         } else {
             tokio::task::spawn_blocking(move || check_block_hash(envelope)).await
         };
-        drop(permit);
         hashed
     };
     // Validation first: its request is queued before an inline hash takes the thread.
     let (validation, hashed) = tokio::join!(validate(validator, &written), hashing);
+    drop(permit);
     stages.new_payload = Some(step.elapsed());
     let validation = match hashed {
         Ok(Ok(())) => validation,
