@@ -507,14 +507,13 @@ where
     // The decoded payload goes with the hash, and is freed when it is done.
     let step = Instant::now();
     let hashing = async move {
-        let hashed = if small {
+        if small {
             // The validation request is only queued on its connection: let it be written first.
             tokio::task::yield_now().await;
             Ok(check_block_hash(envelope))
         } else {
             tokio::task::spawn_blocking(move || check_block_hash(envelope)).await
-        };
-        hashed
+        }
     };
     // Validation first: its request is queued before an inline hash takes the thread.
     let (validation, hashed) = tokio::join!(validate(validator, &written), hashing);
