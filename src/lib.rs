@@ -129,7 +129,18 @@ pub async fn run(
             .layer(HealthLayer::new(probe.clone()))
             .service(service_fn(move |req: Request<hyper::body::Incoming>| {
                 let handle = handle.clone();
-                async move { Ok::<_, Infallible>(metrics_page(&handle, req.uri().path())) }
+                async move {
+                    // Rendering drains and formats every series: kept off op-node's thread.
+                    let path = req.uri().path().to_owned();
+                    let page = tokio::task::spawn_blocking(move || metrics_page(&handle, &path))
+                        .await
+                        .unwrap_or_else(|_| {
+                            let mut response = Response::new(RpcBody::from("render failed\n"));
+                            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                            response
+                        });
+                    Ok::<_, Infallible>(page)
+                }
             }));
         let mut stop = stop.clone();
         let limits = config::ServerLimits::default();
