@@ -1,6 +1,6 @@
-//! Each layer against a bare `service_fn`, envelope parsing, and the builder-payload checks on a
-//! ~1 MiB, 5,000-transaction payload. Every group ends with a table of ratios to its baseline,
-//! measured in the same run.
+//! Each layer against a bare `service_fn`; the whole stack forwarding over loopback against a raw
+//! hyper forward; envelope parsing, and the builder-payload checks on a ~1 MiB, 5,000-transaction
+//! payload. Every group ends with a table of ratios to its baseline, measured in the same run.
 //!
 //! `cargo bench --bench layers`
 
@@ -308,5 +308,120 @@ fn payloads(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, layers, payloads);
+/// What the in-process upstream answers to every call.
+const ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
+
+/// Forwarding one call to an upstream on loopback (a hyper server on the same runtime that
+/// answers at once): hyper-util's pooled client as a bare forwarder uses it, switchyard's
+/// `Forward`, and the whole stack in front of `Forward`.
+fn forwarding(c: &mut Criterion) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{
+        client::legacy::{Client, connect::HttpConnector},
+        rt::{TokioExecutor, TokioIo},
+    };
+    use switchyard_layers::Forward;
+
+    let rt = runtime();
+    let uri: http::Uri = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                stream.set_nodelay(true).unwrap();
+                tokio::spawn(async move {
+                    let answer = hyper::service::service_fn(|_req| {
+                        ready(Ok::<_, Infallible>(Response::new(Full::new(
+                            Bytes::from_static(ANSWER),
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), answer)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}/").parse().unwrap()
+    });
+    let secret = switchyard_layers::JwtSecret::from_bytes([7; 32]);
+    let token = format!("Bearer {}", secret.token_now().unwrap());
+    let request = |with_token: bool| {
+        let mut req = Request::post("/")
+            .body(RpcBody::new(Bytes::from_static(CALL)))
+            .unwrap();
+        req.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        if with_token {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, token.parse().unwrap());
+        }
+        req
+    };
+    let mode = ModeSwitch::default();
+    let jobs = PayloadJobs::new(64);
+
+    let mut group = c.benchmark_group("forwarding");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    group.bench_function("raw_hyper", |b| {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(connector);
+        b.to_async(&rt).iter(|| {
+            let (client, uri) = (client.clone(), uri.clone());
+            async move {
+                let req = Request::post(uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from_static(CALL)))
+                    .unwrap();
+                let response = client.request(req).await.unwrap();
+                response.into_body().collect().await.unwrap().to_bytes()
+            }
+        })
+    });
+    group.bench_function("forward", |b| {
+        let svc = Forward::new("l2", uri.clone());
+        b.to_async(&rt).iter(|| {
+            let svc = svc.clone();
+            async {
+                let response = svc.oneshot(request(false)).await.unwrap();
+                response.into_body().collect().await.unwrap().to_bytes()
+            }
+        })
+    });
+    group.bench_function("whole_stack", |b| {
+        let svc = tower::ServiceBuilder::new()
+            .layer(HealthLayer::new(|| {
+                HealthReport::new(Health::Healthy, true)
+            }))
+            .layer(RequireJwtLayer::new(secret.clone()))
+            .layer(RpcMethodLayer::new())
+            .layer(MeasureLayer::inbound())
+            .layer(BoostSyncLayer::new(Vec::new(), mode.clone()))
+            .layer(FcuMuxLayer::new(Vec::new(), jobs.clone(), mode.clone()))
+            .layer(PayloadSelectLayer::new(
+                Vec::new(),
+                jobs.clone(),
+                mode.clone(),
+            ))
+            .layer(TxMirrorLayer::new(Vec::new()))
+            .layer(MinerMirrorLayer::new(Vec::new()))
+            .layer(SignJwtLayer::new(secret.clone()))
+            .layer(MeasureLayer::upstream("l2"))
+            .service(Forward::new("l2", uri.clone()));
+        b.to_async(&rt).iter(|| {
+            let svc = svc.clone();
+            async {
+                let response = svc.oneshot(request(true)).await.unwrap();
+                response.into_body().collect().await.unwrap().to_bytes()
+            }
+        })
+    });
+    group.finish();
+    report("forwarding", "raw_hyper", &["forward", "whole_stack"]);
+}
+
+criterion_group!(benches, layers, forwarding, payloads);
 criterion_main!(benches);
