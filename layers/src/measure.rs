@@ -42,8 +42,9 @@ use crate::{
     forward,
     jsonrpc::{RpcBatch, RpcCall},
 };
+use memchr::memmem::Finder;
 use metrics::{Counter, Histogram};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 pub(crate) const REQUESTS: &str = "switchyard_rpc_requests_total";
 pub(crate) const DURATION: &str = "switchyard_rpc_request_duration_seconds";
@@ -155,9 +156,12 @@ pub fn outcome_label(response: &Response<RpcBody>) -> &'static str {
         .exact()
         .is_some_and(|n| n < 16 * 1024);
     if small {
+        // Searchers built once: building one costs more than searching a small answer.
+        static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+        static RESULT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"result\""));
         let bytes = body::peek(response.body());
-        let error = memchr::memmem::find(&bytes, b"\"error\"");
-        let result = memchr::memmem::find(&bytes, b"\"result\"");
+        let error = ERROR.find(&bytes);
+        let result = RESULT.find(&bytes);
         if error.is_some_and(|e| result.is_none_or(|r| e < r)) {
             return "rpc_error";
         }
@@ -311,6 +315,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_an_error_if_its_error_member_comes_first() {
+        let answer = |text: &'static str| Response::new(RpcBody::new(bytes::Bytes::from(text)));
+        assert_eq!(
+            outcome_label(&answer(r#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#)),
+            "ok"
+        );
+        assert_eq!(
+            outcome_label(&answer(
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-38001,"message":"Unknown payload"}}"#
+            )),
+            "rpc_error"
+        );
+        assert_eq!(
+            outcome_label(&answer(
+                r#"{"jsonrpc":"2.0","id":1,"result":{"note":"error"}}"#
+            )),
+            "ok"
+        );
+        let mut failed = answer("");
+        *failed.status_mut() = StatusCode::BAD_GATEWAY;
+        assert_eq!(outcome_label(&failed), "http_error");
+    }
 
     #[test]
     fn method_labels_are_a_closed_set() {
