@@ -4,7 +4,7 @@
 //! # Behaviour
 //!
 //! [`connector`] builds the connector every [`Forward`](crate::Forward) uses: plain TCP for
-//! `http://`, rustls for `https://`, HTTP/1.1 or HTTP/2 as ALPN negotiates. The crypto backend is
+//! `http://`, rustls for `https://`, HTTP/1.1 (the one protocol offered in ALPN). The crypto backend is
 //! *ring*: it builds in seconds with the C compiler every machine already has, where aws-lc-rs
 //! needs a full CMake build.
 //!
