@@ -4,9 +4,9 @@
 //! # Behaviour
 //!
 //! [`connector`] builds the connector every [`Forward`](crate::Forward) uses: plain TCP for
-//! `http://`, rustls for `https://`, HTTP/1.1 (the one protocol offered in ALPN). The crypto backend is
-//! *ring*: it builds in seconds with the C compiler every machine already has, where aws-lc-rs
-//! needs a full CMake build.
+//! `http://`, rustls for `https://`, HTTP/1.1 (the one protocol offered in ALPN). The crypto
+//! backend is *ring*: it builds in seconds with the C compiler every machine already has, where
+//! aws-lc-rs needs a full CMake build.
 //!
 //! - Trust: the system's root certificates by default; with [`TlsOptions::ca_file`], that CA
 //!   (and only it), for builders on a private PKI.
