@@ -145,10 +145,12 @@ impl BuilderHealth {
     /// Records a new state; returns the one it replaces.
     pub fn set(&self, state: HealthState) -> HealthState {
         let previous = HealthState::unpack(self.state.swap(state.pack(), Ordering::Relaxed));
+        // Every relayed answer lands here: the gauges (seven labelled series) only move with the
+        // state.
         if previous.label() != state.label() {
             tracing::info!(target: "switchyard::builder", builder = %self.name, from = previous.label(), to = state.label(), "builder health changed");
+            metrics::synced(&self.name, state);
         }
-        metrics::synced(&self.name, state);
         if matches!(state, HealthState::Unreachable | HealthState::Tls) {
             self.outage.store(true, Ordering::Relaxed);
         }
@@ -246,6 +248,34 @@ pub async fn poll_heads(
                 }
                 builder.replay_settings_if_stale();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_gauges_follow_the_state() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            let health = BuilderHealth::new("b".into());
+            health.set(HealthState::Syncing);
+            // The same state again (every relayed answer reports one) changes nothing.
+            health.set(HealthState::Syncing);
+        });
+        let page = handle.render();
+        for line in [
+            r#"switchyard_builder_synced{builder="b"} 0"#,
+            r#"switchyard_builder_health_state{builder="b",state="syncing"} 1"#,
+            r#"switchyard_builder_health_state{builder="b",state="synced"} 0"#,
+        ] {
+            assert!(
+                page.lines().any(|l| l == line),
+                "{line} missing from:\n{page}"
+            );
         }
     }
 }
