@@ -36,6 +36,52 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `CALL` as op-node sends it, with `token` as its `Authorization` if given.
+fn call_request(token: Option<&str>) -> Request<RpcBody> {
+    let mut req = Request::post("/")
+        .body(RpcBody::new(Bytes::from_static(CALL)))
+        .unwrap();
+    req.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    if let Some(token) = token {
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, token.parse().unwrap());
+    }
+    req
+}
+
+/// The daemon's stack, outermost first (as `src/stack.rs` composes it, without builders), around
+/// `inner`.
+fn whole_stack<S>(
+    secret: &switchyard_layers::JwtSecret,
+    inner: S,
+) -> impl Service<Request<RpcBody>, Response = Response<RpcBody>, Error = Infallible, Future: Send> + Clone
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mode = ModeSwitch::default();
+    let jobs = PayloadJobs::new(64);
+    tower::ServiceBuilder::new()
+        .layer(HealthLayer::new(|| {
+            HealthReport::new(Health::Healthy, true)
+        }))
+        .layer(RequireJwtLayer::new(secret.clone()))
+        .layer(RpcMethodLayer::new())
+        .layer(MeasureLayer::inbound())
+        .layer(BoostSyncLayer::new(Vec::new(), mode.clone()))
+        .layer(FcuMuxLayer::new(Vec::new(), jobs.clone(), mode.clone()))
+        .layer(PayloadSelectLayer::new(Vec::new(), jobs, mode))
+        .layer(TxMirrorLayer::new(Vec::new()))
+        .layer(MinerMirrorLayer::new(Vec::new()))
+        .layer(SignJwtLayer::new(secret.clone()))
+        .layer(MeasureLayer::upstream("l2"))
+        .service(inner)
+}
+
 /// The innermost service of every stack here: answers at once, without looking.
 fn bare()
 -> impl Service<Request<RpcBody>, Response = Response<RpcBody>, Error = Infallible, Future: Send>
@@ -74,18 +120,7 @@ fn layers(c: &mut Criterion) {
     let rt = runtime();
     let secret = switchyard_layers::JwtSecret::from_bytes([7; 32]);
     let token = format!("Bearer {}", secret.token_now().unwrap());
-    let request = |with_token: bool| {
-        let mut req = Request::post("/")
-            .body(RpcBody::new(Bytes::from_static(CALL)))
-            .unwrap();
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        if with_token {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, token.parse().unwrap());
-        }
-        req
-    };
+    let request = |with_token: bool| call_request(with_token.then_some(token.as_str()));
     // A parsed request, as every layer below RpcMethod sees it.
     let parsed = || {
         let mut req = request(false);
@@ -147,25 +182,7 @@ fn layers(c: &mut Criterion) {
         b.to_async(&rt).iter(|| svc.clone().oneshot(request(false)))
     });
     group.bench_function("whole_stack", |b| {
-        let svc = tower::ServiceBuilder::new()
-            .layer(HealthLayer::new(|| {
-                HealthReport::new(Health::Healthy, true)
-            }))
-            .layer(RequireJwtLayer::new(secret.clone()))
-            .layer(RpcMethodLayer::new())
-            .layer(MeasureLayer::inbound())
-            .layer(BoostSyncLayer::new(Vec::new(), mode.clone()))
-            .layer(FcuMuxLayer::new(Vec::new(), jobs.clone(), mode.clone()))
-            .layer(PayloadSelectLayer::new(
-                Vec::new(),
-                jobs.clone(),
-                mode.clone(),
-            ))
-            .layer(TxMirrorLayer::new(Vec::new()))
-            .layer(MinerMirrorLayer::new(Vec::new()))
-            .layer(SignJwtLayer::new(secret.clone()))
-            .layer(MeasureLayer::upstream("l2"))
-            .service(bare());
+        let svc = whole_stack(&secret, bare());
         b.to_async(&rt).iter(|| svc.clone().oneshot(request(true)))
     });
     group.finish();
@@ -345,20 +362,7 @@ fn forwarding(c: &mut Criterion) {
     });
     let secret = switchyard_layers::JwtSecret::from_bytes([7; 32]);
     let token = format!("Bearer {}", secret.token_now().unwrap());
-    let request = |with_token: bool| {
-        let mut req = Request::post("/")
-            .body(RpcBody::new(Bytes::from_static(CALL)))
-            .unwrap();
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        if with_token {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, token.parse().unwrap());
-        }
-        req
-    };
-    let mode = ModeSwitch::default();
-    let jobs = PayloadJobs::new(64);
+    let request = |with_token: bool| call_request(with_token.then_some(token.as_str()));
 
     let mut group = c.benchmark_group("forwarding");
     group
@@ -392,25 +396,7 @@ fn forwarding(c: &mut Criterion) {
         })
     });
     group.bench_function("whole_stack", |b| {
-        let svc = tower::ServiceBuilder::new()
-            .layer(HealthLayer::new(|| {
-                HealthReport::new(Health::Healthy, true)
-            }))
-            .layer(RequireJwtLayer::new(secret.clone()))
-            .layer(RpcMethodLayer::new())
-            .layer(MeasureLayer::inbound())
-            .layer(BoostSyncLayer::new(Vec::new(), mode.clone()))
-            .layer(FcuMuxLayer::new(Vec::new(), jobs.clone(), mode.clone()))
-            .layer(PayloadSelectLayer::new(
-                Vec::new(),
-                jobs.clone(),
-                mode.clone(),
-            ))
-            .layer(TxMirrorLayer::new(Vec::new()))
-            .layer(MinerMirrorLayer::new(Vec::new()))
-            .layer(SignJwtLayer::new(secret.clone()))
-            .layer(MeasureLayer::upstream("l2"))
-            .service(Forward::new("l2", uri.clone()));
+        let svc = whole_stack(&secret, Forward::new("l2", uri.clone()));
         b.to_async(&rt).iter(|| {
             let svc = svc.clone();
             async {
