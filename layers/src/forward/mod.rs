@@ -387,49 +387,36 @@ async fn exchange<C: Connector>(
     limit: usize,
     name: Arc<str>,
 ) -> Result<Response<RpcBody>, ForwardError> {
+    let upstream = || name.clone();
     let (response, lease) = pool.send(req).await.map_err(|error| match error {
         // Only a failed connect means nobody is there; anything later is a broken answer.
-        ExchangeError::Connect(source) => match tls::rustls_error(&*source) {
-            Some(tls) => ForwardError::Tls {
-                upstream: name.clone(),
-                reason: tls.to_string(),
-            },
-            None => ForwardError::Unreachable {
-                upstream: name.clone(),
-                reason: error_chain(&*source),
-            },
-        },
-        ExchangeError::Send(source) => match tls::rustls_error(&source) {
-            Some(tls) => ForwardError::Tls {
-                upstream: name.clone(),
-                reason: tls.to_string(),
-            },
-            None => ForwardError::BadResponse {
-                upstream: name.clone(),
-                reason: error_chain(&source),
-            },
-        },
+        ExchangeError::Connect(source) => {
+            tls_or(&name, &*source, |reason| ForwardError::Unreachable {
+                upstream: upstream(),
+                reason,
+            })
+        }
+        ExchangeError::Send(source) => tls_or(&name, &source, |reason| ForwardError::BadResponse {
+            upstream: upstream(),
+            reason,
+        }),
     })?;
     let (mut parts, body) = response.into_parts();
     let bytes = CollectCapped::new(body, limit, None)
         .await
         .map_err(|error| match error {
-            BodyError::Read(source) if tls::rustls_error(&*source).is_some() => ForwardError::Tls {
-                upstream: name.clone(),
-                reason: tls::rustls_error(&*source)
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            },
             BodyError::TooLarge { limit } => ForwardError::TooLarge {
-                upstream: name.clone(),
+                upstream: upstream(),
                 limit,
             },
-            BodyError::Read(source) => ForwardError::BadResponse {
-                upstream: name.clone(),
-                reason: format!("connection closed mid-response: {}", error_chain(&*source)),
-            },
+            BodyError::Read(source) => {
+                tls_or(&name, &*source, |reason| ForwardError::BadResponse {
+                    upstream: upstream(),
+                    reason: format!("connection closed mid-response: {reason}"),
+                })
+            }
             other => ForwardError::BadResponse {
-                upstream: name.clone(),
+                upstream: upstream(),
                 reason: other.to_string(),
             },
         })?;
@@ -438,6 +425,21 @@ async fn exchange<C: Connector>(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, RpcBody::new(bytes)))
+}
+
+/// A TLS failure if rustls is behind `source`; otherwise `other` of its error chain.
+fn tls_or(
+    name: &Arc<str>,
+    source: &(dyn std::error::Error + 'static),
+    other: impl FnOnce(String) -> ForwardError,
+) -> ForwardError {
+    match tls::rustls_error(source) {
+        Some(tls) => ForwardError::Tls {
+            upstream: name.clone(),
+            reason: tls.to_string(),
+        },
+        None => other(error_chain(source)),
+    }
 }
 
 pin_project! {
@@ -698,26 +700,28 @@ mod tests {
         assert_eq!(headers, untouched);
     }
 
-    #[tokio::test]
-    async fn one_connection_carries_consecutive_requests() {
-        let (uri, accepted, server) = upstream(Upstream::KeepAlive).await;
+    /// Three calls in a row, each answered: how many connections the upstream saw.
+    async fn connections_for_three_calls(behaviour: Upstream) -> usize {
+        let (uri, accepted, server) = upstream(behaviour).await;
         let forward = Forward::new("l2", uri);
         for _ in 0..3 {
             assert_eq!(result_of(&forward).await["result"], "0x1");
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         server.abort();
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_consecutive_requests() {
+        assert_eq!(connections_for_three_calls(Upstream::KeepAlive).await, 1);
     }
 
     #[tokio::test]
     async fn a_connection_the_upstream_closed_is_not_reused() {
-        let (uri, accepted, server) = upstream(Upstream::CloseAfterOne).await;
-        let forward = Forward::new("l2", uri);
-        for _ in 0..3 {
-            assert_eq!(result_of(&forward).await["result"], "0x1");
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
-        server.abort();
+        assert_eq!(
+            connections_for_three_calls(Upstream::CloseAfterOne).await,
+            3
+        );
     }
 
     #[tokio::test]
