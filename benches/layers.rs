@@ -277,6 +277,16 @@ fn payloads(c: &mut Criterion) {
     group.bench_function("parse_envelope_1mib", |b| {
         b.iter(|| jsonrpc::parse(black_box(&new_payload)))
     });
+    // What FcuMux decodes of each forkchoice update it fans out to a builder.
+    let attributes = serde_json::to_string(&job.attributes).unwrap();
+    group.bench_function("decode_fcu_attributes", |b| {
+        b.iter(|| {
+            serde_json::from_str::<op_alloy_rpc_types_engine::OpPayloadAttributes>(black_box(
+                &attributes,
+            ))
+            .unwrap()
+        })
+    });
     group.bench_function("decode_payload", |b| {
         b.iter(|| Envelope::parse(4, black_box(&envelope)).unwrap())
     });
@@ -315,6 +325,7 @@ fn payloads(c: &mut Criterion) {
         "parse_envelope_1mib",
         &[
             "parse_envelope_small",
+            "decode_fcu_attributes",
             "decode_payload",
             "decode_answer",
             "block_hash",

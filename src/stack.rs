@@ -55,6 +55,11 @@ impl Parts {
                     forward(upstream)?.with_response_limit(policy.max_payload_size + FRAME_SLACK);
                 let client =
                     BuilderClient::new(upstream.name.clone(), forward, upstream.secret.clone());
+                // Behind a call that takes the whole timeout, a forkchoice update is stale.
+                let lanes = LaneConfig {
+                    forkchoice_stale_after: upstream.timeout,
+                    ..lanes
+                };
                 let breaker =
                     CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cooldown);
                 Ok(Builder::with_breaker(client, lanes, breaker))

@@ -35,6 +35,10 @@ pub enum BuilderError {
     /// A JSON-RPC error.
     #[error("JSON-RPC error {}: {}", .0.code, .0.message)]
     Rpc(ErrorObject),
+    /// Not sent: a forkchoice update that waited in the engine lane past its bound (see
+    /// [`LaneConfig::forkchoice_stale_after`](super::LaneConfig::forkchoice_stale_after)).
+    #[error("stale: waited too long in the engine lane, not sent")]
+    Stale,
 }
 
 impl BuilderError {
@@ -46,6 +50,7 @@ impl BuilderError {
             Self::Malformed(_) => "malformed",
             Self::Rpc(e) if e.code == crate::jsonrpc::code::UNKNOWN_PAYLOAD => "unknown_payload",
             Self::Rpc(_) => "rpc_error",
+            Self::Stale => "stale",
         }
     }
 }

@@ -3,12 +3,14 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+use tokio::{sync::mpsc, time::Instant};
 
 use bytes::Bytes;
 
 use super::{BuilderClient, BuilderError, BuilderHealth, metrics};
-use crate::jsonrpc::RpcCall;
+use crate::{engine::EngineMethod, jsonrpc::RpcCall};
 
 /// Capacities of a builder's lanes.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +22,11 @@ pub struct LaneConfig {
     /// Bytes of calls that may wait in one lane: a builder that falls behind must not make
     /// switchyard hold its backlog of megabyte-sized payloads.
     pub bytes_capacity: usize,
+    /// A forkchoice update that waited longer than this in the engine lane (behind a builder
+    /// that hangs) is dropped unsent: op-node has moved on, and a builder that recovers must
+    /// not be handed a backlog of old heads and old blocks to build. Blocks (`newPayload`) are
+    /// still sent: the builder needs them all. Best set to the builder's timeout.
+    pub forkchoice_stale_after: Duration,
 }
 
 impl Default for LaneConfig {
@@ -28,6 +35,7 @@ impl Default for LaneConfig {
             engine_capacity: 64,
             transaction_capacity: 4_096,
             bytes_capacity: 32 * 1024 * 1024,
+            forkchoice_stale_after: Duration::from_secs(1),
         }
     }
 }
@@ -65,6 +73,7 @@ impl std::fmt::Debug for Reply {
 struct Job {
     call: RpcCall,
     reply: Reply,
+    queued: Instant,
 }
 
 /// A bounded queue with one worker: calls reach the builder one at a time, in order.
@@ -78,12 +87,15 @@ pub(super) struct Lane {
 }
 
 impl Lane {
+    /// Starts the worker. `stale_after`: forkchoice updates that waited longer are dropped
+    /// unsent (the engine lane; `None` for lanes that carry none).
     pub(super) fn spawn(
         client: BuilderClient,
         kind: &'static str,
         capacity: usize,
         bytes_capacity: usize,
         health: Option<BuilderHealth>,
+        stale_after: Option<Duration>,
     ) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Job>(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
@@ -99,6 +111,21 @@ impl Lane {
                 worker_bytes.fetch_sub(job.call.bytes().len(), Ordering::Relaxed);
                 worker_metrics.depth(waiting);
                 let method = job.call.method();
+                if stale_after.is_some_and(|bound| job.queued.elapsed() > bound)
+                    && matches!(
+                        EngineMethod::parse(method),
+                        Some(EngineMethod::ForkchoiceUpdated(_))
+                    )
+                {
+                    // Says nothing of the builder's health: it was never asked.
+                    let stale = Err(BuilderError::Stale);
+                    worker_metrics.call(method, &stale);
+                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, "stale forkchoice update dropped");
+                    if let Reply::Callback(reply) = job.reply {
+                        reply(stale);
+                    }
+                    continue;
+                }
                 let result = client.relay(&job.call).await;
                 if let Some(health) = &health {
                     health.observe(method, &result);
@@ -133,6 +160,7 @@ impl Lane {
         match self.sender.try_send(Job {
             call: call.clone(),
             reply,
+            queued: Instant::now(),
         }) {
             Ok(()) => {
                 self.metrics.depth(waiting);
@@ -152,5 +180,96 @@ impl Lane {
 
     pub(super) fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use http::{Request, Response};
+    use tokio::sync::{Notify, oneshot};
+
+    use super::*;
+    use crate::body::RpcBody;
+
+    fn call(method: &str) -> RpcCall {
+        RpcCall::new(method, b"1", b"[]")
+    }
+
+    /// The result a queued call's callback receives.
+    fn send(lane: &Lane, method: &str) -> oneshot::Receiver<Result<Bytes, BuilderError>> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::Callback(Box::new(move |result| {
+            let _ = tx.send(result);
+        }));
+        lane.send(&call(method), reply).expect("queued");
+        rx
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forkchoice_updates_that_waited_past_the_bound_are_not_sent() {
+        // A builder that holds its first call until released, and logs what reaches it.
+        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (log, first_in, gate) = (sent.clone(), arrived.clone(), release.clone());
+        let upstream = tower::service_fn(move |req: Request<RpcBody>| {
+            let (log, first_in, gate) = (log.clone(), first_in.clone(), gate.clone());
+            async move {
+                let method = req
+                    .extensions()
+                    .get::<RpcCall>()
+                    .map(|c| c.method().to_owned())
+                    .unwrap_or_default();
+                let first = {
+                    let mut log = log.lock().expect("log");
+                    log.push(method);
+                    log.len() == 1
+                };
+                if first {
+                    first_in.notify_one();
+                    gate.notified().await;
+                }
+                let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
+                Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::from_static(body))))
+            }
+        });
+        let client = BuilderClient::from_service("builder", upstream);
+        let lane = Lane::spawn(
+            client,
+            "engine",
+            8,
+            1 << 20,
+            None,
+            Some(Duration::from_secs(1)),
+        );
+
+        let hung = send(&lane, "engine_forkchoiceUpdatedV3");
+        arrived.notified().await;
+        let old_head = send(&lane, "engine_forkchoiceUpdatedV3");
+        let block = send(&lane, "engine_newPayloadV4");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let fresh = send(&lane, "engine_forkchoiceUpdatedV3");
+        release.notify_one();
+
+        assert!(hung.await.expect("answered").is_ok());
+        assert_eq!(old_head.await.expect("answered"), Err(BuilderError::Stale));
+        assert!(
+            block.await.expect("answered").is_ok(),
+            "blocks are always sent"
+        );
+        assert!(fresh.await.expect("answered").is_ok());
+        assert_eq!(
+            *sent.lock().expect("log"),
+            [
+                "engine_forkchoiceUpdatedV3",
+                "engine_newPayloadV4",
+                "engine_forkchoiceUpdatedV3"
+            ],
+            "the stale update never reached the builder"
+        );
     }
 }

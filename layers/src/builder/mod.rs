@@ -13,6 +13,9 @@
 //!   through it, so the builder always sees block N before the attributes of block N+1. Its
 //!   *transaction lane* carries mirrored transactions, so a flood of those never delays the
 //!   engine traffic. A full lane drops the message and counts the drop; nobody waits on a lane.
+//!   A forkchoice update that waited in the engine lane longer than
+//!   [`LaneConfig::forkchoice_stale_after`] (behind a builder that hangs) is dropped unsent, so
+//!   a builder that recovers gets today's head, not a backlog of old ones.
 //! - [`BuilderHealth`] says whether it is synced: from what it answers in its engine lane, and
 //!   from [`poll_heads`], which compares its head with op-geth's.
 //! - `miner_*` settings (DA limits, gas limit, extra data, gas price) go to it through its
@@ -99,12 +102,14 @@ impl Builder {
                 lanes.engine_capacity,
                 lanes.bytes_capacity,
                 Some(health.clone()),
+                Some(lanes.forkchoice_stale_after),
             ),
             transactions: Lane::spawn(
                 client.clone(),
                 "transactions",
                 lanes.transaction_capacity,
                 lanes.bytes_capacity,
+                None,
                 None,
             ),
             client,
