@@ -246,7 +246,8 @@ fn big_payload(rt: &tokio::runtime::Runtime) -> (Bytes, PayloadJob, Bytes) {
         let job = PayloadJob {
             fcu_version: 3,
             parent,
-            attributes,
+            timestamp: attributes.payload_attributes.timestamp,
+            attributes: Some(attributes),
             builders: Vec::new(),
         };
         (Bytes::from(envelope), job, Bytes::from(new_payload))
@@ -278,7 +279,7 @@ fn payloads(c: &mut Criterion) {
         b.iter(|| jsonrpc::parse(black_box(&new_payload)))
     });
     // What FcuMux decodes of each forkchoice update it fans out to a builder.
-    let attributes = serde_json::to_string(&job.attributes).unwrap();
+    let attributes = serde_json::to_string(&job.attributes.as_ref().unwrap()).unwrap();
     group.bench_function("decode_fcu_attributes", |b| {
         b.iter(|| {
             serde_json::from_str::<op_alloy_rpc_types_engine::OpPayloadAttributes>(black_box(

@@ -155,6 +155,21 @@ pub fn no_tx_pool(attributes: &RawValue) -> bool {
     serde_json::from_str::<Flag>(attributes.get()).is_ok_and(|f| f.no_tx_pool == Some(true))
 }
 
+/// What a payload job needs of forkchoice attributes that no builder will build: their
+/// `timestamp`, and whether they set `noTxPool`; read without decoding the rest (the
+/// transactions are skipped over, not hex-decoded). `None` if they are not attributes.
+pub fn attributes_timestamp(attributes: &RawValue) -> Option<(u64, bool)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        timestamp: alloy_primitives::U64,
+        #[serde(default)]
+        no_tx_pool: Option<bool>,
+    }
+    let head: Head = serde_json::from_str(attributes.get()).ok()?;
+    Some((head.timestamp.to(), head.no_tx_pool == Some(true)))
+}
+
 /// A getPayload result, typed by the version asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope {

@@ -178,6 +178,16 @@ impl Lane {
         }
     }
 
+    /// Whether a call would be queued now (the worker may free a place any moment).
+    pub(super) fn has_room(&self) -> bool {
+        self.sender.capacity() > 0 && self.bytes.load(Ordering::Relaxed) < self.bytes_capacity
+    }
+
+    /// Counts a call that was not queued because the lane was full.
+    pub(super) fn note_dropped(&self) {
+        self.metrics.dropped();
+    }
+
     pub(super) fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
     }

@@ -139,6 +139,24 @@ impl Builder {
         &self.client
     }
 
+    /// Why a forkchoice update with attributes queued now would not reach it, as a skip
+    /// reason: not synced (its health's reason), or its engine lane full (`queue_full`); `None`
+    /// when it would.
+    pub fn build_skip_reason(&self) -> Option<&'static str> {
+        if !self.health.is_synced() {
+            return Some(self.health.state().skip_reason());
+        }
+        if !self.engine.has_room() {
+            return Some("queue_full");
+        }
+        None
+    }
+
+    /// Counts an engine call dropped because the lane was full, without trying to queue it.
+    pub(crate) fn note_engine_drop(&self) {
+        self.engine.note_dropped();
+    }
+
     /// Its health.
     pub fn health(&self) -> &BuilderHealth {
         &self.health

@@ -47,8 +47,11 @@ pub struct PayloadJob {
     pub fcu_version: u8,
     /// The parent: the forkchoice head.
     pub parent: B256,
-    /// The attributes.
-    pub attributes: OpPayloadAttributes,
+    /// The timestamp asked for.
+    pub timestamp: u64,
+    /// The attributes, decoded when some builder was asked to build them; `None` when every
+    /// builder was skipped (nothing will be checked against them).
+    pub attributes: Option<OpPayloadAttributes>,
     /// Each builder's part, in configuration order.
     pub builders: Vec<BuilderJob>,
 }
@@ -88,7 +91,7 @@ impl PayloadJobs {
 
     /// Files a job (replacing one under the same id) and evicts old ones.
     pub fn insert(&self, id: PayloadId, job: PayloadJob) {
-        let newest = job.attributes.payload_attributes.timestamp;
+        let newest = job.timestamp;
         let mut jobs = self.lock();
         jobs.retain(|filed| filed.id != id && filed.timestamp + HORIZON_SECS >= newest);
         while jobs.len() >= self.capacity {
@@ -126,12 +129,11 @@ mod tests {
     use super::*;
 
     fn job(timestamp: u64) -> PayloadJob {
-        let mut attributes = OpPayloadAttributes::default();
-        attributes.payload_attributes.timestamp = timestamp;
         PayloadJob {
             fcu_version: 3,
             parent: B256::ZERO,
-            attributes,
+            timestamp,
+            attributes: None,
             builders: Vec::new(),
         }
     }
@@ -156,8 +158,7 @@ mod tests {
         jobs.insert(PayloadId::new([1; 8]), job(6));
         assert_eq!(jobs.len(), 1);
         assert_eq!(
-            jobs.get(&PayloadId::new([1; 8]))
-                .map(|j| j.attributes.payload_attributes.timestamp),
+            jobs.get(&PayloadId::new([1; 8])).map(|j| j.timestamp),
             Some(6)
         );
     }

@@ -19,7 +19,9 @@
 //! Passed through untouched: forkchoice updates without attributes (boost sync handles those),
 //! `noTxPool` ones (op-geth alone must build those: derivation and forced-inclusion blocks), and
 //! everything while the [mode](crate::builder::ExecutionMode) is `disabled`. A builder that is
-//! not synced, or whose lane is full, is skipped and its job entry says why.
+//! not synced, or whose lane is full, is skipped and its job entry says why. When no builder
+//! takes the call, the job holds only those reasons, the parent and the timestamp: the
+//! attributes are not decoded, and op-node's call costs about what it costs with no builder.
 //!
 //! # Example
 //!

@@ -16,7 +16,7 @@ use tower::Service;
 use super::{BuilderFcu, BuilderJob, FcuMuxLayer, PayloadJob, PayloadJobs};
 use crate::{
     body::{self, RpcBody},
-    builder::{BuilderError, ExecutionMode, LaneError, Reply},
+    builder::{Builder, BuilderError, ExecutionMode, LaneError, Reply},
     engine::{self, EngineMethod},
     jsonrpc::RpcCall,
 };
@@ -41,7 +41,8 @@ struct Pending {
     jobs: Arc<PayloadJobs>,
     fcu_version: u8,
     parent: alloy_primitives::B256,
-    attributes: OpPayloadAttributes,
+    timestamp: u64,
+    attributes: Option<OpPayloadAttributes>,
     builders: Vec<BuilderJob>,
 }
 
@@ -112,11 +113,8 @@ impl FcuMuxLayer {
             .builders
             .iter()
             .map(|builder| {
-                if !builder.health().is_synced() {
-                    return BuilderJob::skipped(
-                        builder.clone(),
-                        builder.health().state().skip_reason(),
-                    );
+                if let Some(reason) = builder.build_skip_reason() {
+                    return self.skip(builder, reason);
                 }
                 let (answer, fcu) = watch::channel(BuilderFcu::Pending);
                 let reply = Reply::Callback(Box::new(move |result| {
@@ -136,9 +134,57 @@ impl FcuMuxLayer {
             jobs: self.jobs.clone(),
             fcu_version: version,
             parent: state.head_block_hash,
-            attributes,
+            timestamp: attributes.payload_attributes.timestamp,
+            attributes: Some(attributes),
             builders,
         })
+    }
+
+    /// Why each builder would not take a forkchoice update with attributes now; `None` as soon as
+    /// one would.
+    fn skip_reasons(&self) -> Option<Vec<&'static str>> {
+        self.builders
+            .iter()
+            .map(|builder| builder.build_skip_reason())
+            .collect()
+    }
+
+    /// The job of a call no builder takes: what getPayload will report (each builder's reason),
+    /// without decoding the attributes or queuing anything. `None` when the call is not ours.
+    fn skip_all(&self, call: &RpcCall, reasons: Vec<&'static str>) -> Option<Pending> {
+        let version = match EngineMethod::parse(call.method()) {
+            Some(EngineMethod::ForkchoiceUpdated(version)) => version,
+            _ => return None,
+        };
+        if self.mode.get() == ExecutionMode::Disabled {
+            return None;
+        }
+        let (state, raw_attributes) = engine::forkchoice_params(call.params_bytes()?).ok()?;
+        let (timestamp, no_tx_pool) = engine::attributes_timestamp(raw_attributes?)?;
+        if no_tx_pool {
+            return None;
+        }
+        let builders = self
+            .builders
+            .iter()
+            .zip(reasons)
+            .map(|(builder, reason)| self.skip(builder, reason))
+            .collect();
+        Some(Pending {
+            jobs: self.jobs.clone(),
+            fcu_version: version,
+            parent: state.head_block_hash,
+            timestamp,
+            attributes: None,
+            builders,
+        })
+    }
+
+    fn skip(&self, builder: &Arc<Builder>, reason: &'static str) -> BuilderJob {
+        if reason == "queue_full" {
+            builder.note_engine_drop();
+        }
+        BuilderJob::skipped(builder.clone(), reason)
     }
 }
 
@@ -206,15 +252,22 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = this.future.poll(cx);
-        if this.candidate.is_some() && polled.is_pending() && !*this.deferred {
-            // op-geth's request has only been handed to its connection's task, which writes it
-            // once this task yields: yield once, so that it leaves before the decode.
-            *this.deferred = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         if let Some((call, layer)) = this.candidate.take() {
-            *this.pending = layer.fan_out(&call);
+            *this.pending = match layer.skip_reasons() {
+                // No builder takes it: its job only records why; nothing to decode or queue,
+                // nothing to let op-geth's request go ahead of.
+                Some(reasons) => layer.skip_all(&call, reasons),
+                None if polled.is_pending() && !*this.deferred => {
+                    // op-geth's request has only been handed to its connection's task, which
+                    // writes it once this task yields: yield once, so that it leaves before the
+                    // decode.
+                    *this.deferred = true;
+                    *this.candidate = Some((call, layer));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                None => layer.fan_out(&call),
+            };
         }
         let response = ready!(polled)?;
         let Some(pending) = this.pending.take() else {
@@ -227,6 +280,7 @@ where
                 PayloadJob {
                     fcu_version: pending.fcu_version,
                     parent: pending.parent,
+                    timestamp: pending.timestamp,
                     attributes: pending.attributes,
                     builders: pending.builders,
                 },
@@ -238,7 +292,72 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use tower::{Layer, ServiceExt};
+
     use super::*;
+    use crate::{
+        builder::{BuilderClient, HealthState, LaneConfig, ModeSwitch},
+        fcu_mux::PayloadJobs,
+    };
+
+    #[tokio::test]
+    async fn a_call_no_builder_takes_files_a_job_of_reasons_and_reaches_no_builder() {
+        let reached = Arc::new(Mutex::new(0usize));
+        let count = reached.clone();
+        let upstream = tower::service_fn(move |_: Request<RpcBody>| {
+            *count.lock().expect("count") += 1;
+            async { Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::new()))) }
+        });
+        let builder = Builder::new(
+            BuilderClient::from_service("builder", upstream),
+            LaneConfig::default(),
+        );
+        builder.health().set(HealthState::Unreachable);
+        let jobs = PayloadJobs::new(8);
+        let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"payloadStatus":{"status":"VALID","latestValidHash":null,"validationError":null},"payloadId":"0x0000000000000007"}}"#;
+        let op_geth = tower::service_fn(|_: Request<RpcBody>| async {
+            Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::from_static(answer))))
+        });
+        let mux =
+            FcuMuxLayer::new(vec![builder], jobs.clone(), ModeSwitch::default()).layer(op_geth);
+        let head = format!("0x{}", "11".repeat(32));
+        let params = format!(
+            r#"[{{"headBlockHash":"{head}","safeBlockHash":"{head}","finalizedBlockHash":"{head}"}},{{"timestamp":"0x64","prevRandao":"{head}","suggestedFeeRecipient":"0x{}","withdrawals":[],"parentBeaconBlockRoot":"{head}","transactions":["0x7e01"],"noTxPool":false,"gasLimit":"0x1c9c380"}}]"#,
+            "22".repeat(20)
+        );
+        let mut request = Request::new(RpcBody::new(Bytes::new()));
+        request.extensions_mut().insert(RpcCall::new(
+            "engine_forkchoiceUpdatedV3",
+            b"1",
+            params.as_bytes(),
+        ));
+        let response = mux.oneshot(request).await.expect("answered");
+        assert_eq!(body::into_bytes(response).1.as_ref(), answer.as_slice());
+
+        let job = jobs
+            .get(&PayloadId::new([0, 0, 0, 0, 0, 0, 0, 7]))
+            .expect("a job filed under op-geth's payload id");
+        assert_eq!(job.timestamp, 100);
+        assert_eq!(job.parent, alloy_primitives::B256::repeat_byte(0x11));
+        assert!(
+            job.attributes.is_none(),
+            "not decoded: nobody will build them"
+        );
+        assert_eq!(
+            *job.builders[0].fcu.borrow(),
+            BuilderFcu::Failed("skipped_unreachable")
+        );
+        assert_eq!(
+            *reached.lock().expect("count"),
+            0,
+            "the builder got nothing"
+        );
+    }
 
     #[test]
     fn payload_id_is_read_from_op_geths_answer_only_where_it_is() {

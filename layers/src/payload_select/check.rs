@@ -36,6 +36,9 @@ pub enum CheckFailure {
     PoolTransactions,
     /// More gas used than the gas limit.
     GasOverLimit,
+    /// A job whose attributes were never decoded, because no builder was asked to build it: no
+    /// payload can honour attributes nobody was given.
+    NotAsked,
 }
 
 impl CheckFailure {
@@ -56,6 +59,7 @@ impl CheckFailure {
             Self::ForcedTransactions => "forced_transactions",
             Self::PoolTransactions => "pool_transactions",
             Self::GasOverLimit => "gas_over_limit",
+            Self::NotAsked => "not_asked",
         }
     }
 }
@@ -80,7 +84,9 @@ pub fn check_payload(envelope: &Envelope, job: &PayloadJob) -> Result<(), CheckF
 /// The first check that fails.
 pub fn check_attributes(envelope: &Envelope, job: &PayloadJob) -> Result<(), CheckFailure> {
     let payload = envelope.payload();
-    let attrs = &job.attributes;
+    let Some(attrs) = job.attributes.as_ref() else {
+        return Err(CheckFailure::NotAsked);
+    };
     let asked = &attrs.payload_attributes;
     let expect = |ok: bool, failure: CheckFailure| if ok { Ok(()) } else { Err(failure) };
 
@@ -257,7 +263,8 @@ mod properties {
         let job = PayloadJob {
             fcu_version: 3,
             parent: p.parent_hash,
-            attributes,
+            timestamp: p.timestamp,
+            attributes: Some(attributes),
             builders: Vec::new(),
         };
         (envelope, job)
