@@ -260,10 +260,13 @@ struct Samples {
     seconds: f64,
     /// A block cycle's steps (FCU+attributes, getPayload, newPayload, FCU), each its own latencies.
     steps: [Vec<f64>; 4],
+    /// Each merged round's own p50, in run order: how far rounds of one run drift apart.
+    round_p50s: Vec<f64>,
 }
 
 impl Samples {
     fn merge(&mut self, other: Samples) {
+        self.round_p50s.push(other.percentile(0.5));
         self.latencies.extend(other.latencies);
         self.seconds += other.seconds;
         for (mine, theirs) in self.steps.iter_mut().zip(other.steps) {
@@ -591,20 +594,34 @@ fn print(rows: &[Row]) {
         }
     }
     print_steps(rows);
-    println!("\n| workload | proxy | added ÷ bare added, p50 | p99 | throughput ÷ bare |");
-    println!("|---|---|---:|---:|---:|");
+    println!(
+        "\n| workload | proxy | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max |"
+    );
+    println!("|---|---|---:|---:|---:|---|");
     for row in rows {
         let direct = &row.results["direct"].0;
         let bare = &row.results["bare"].0;
         let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
         for config in row.configs().filter(|c| !["direct", "bare"].contains(c)) {
             let ours = &row.results[config].0;
+            // The same ratio within each round (all configurations ran back to back in it).
+            let mut per_round: Vec<f64> = ours
+                .round_p50s
+                .iter()
+                .zip(&bare.round_p50s)
+                .zip(&direct.round_p50s)
+                .map(|((ours, bare), direct)| (ours - direct) / (bare - direct))
+                .collect();
+            per_round.sort_by(f64::total_cmp);
             println!(
-                "| {} | {config} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} |",
                 row.workload,
                 added(ours, 0.5) / added(bare, 0.5),
                 added(ours, 0.99) / added(bare, 0.99),
-                ours.throughput() / bare.throughput()
+                ours.throughput() / bare.throughput(),
+                per_round.first().copied().unwrap_or(f64::NAN),
+                percentile(&per_round, 0.5),
+                per_round.last().copied().unwrap_or(f64::NAN),
             );
         }
     }
