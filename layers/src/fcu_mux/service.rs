@@ -5,11 +5,12 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadId, PayloadStatusEnum};
+use alloy_rpc_types_engine::{ForkchoiceState, ForkchoiceUpdated, PayloadId, PayloadStatusEnum};
 use bytes::Bytes;
 use http::{Request, Response};
 use op_alloy_rpc_types_engine::OpPayloadAttributes;
 use pin_project_lite::pin_project;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 use tower::Service;
 
@@ -92,8 +93,9 @@ fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
 }
 
 impl FcuMuxLayer {
-    /// Queues the call on every synced builder; `None` when this call is not ours to fan out.
-    fn fan_out(&self, call: &RpcCall) -> Option<Pending> {
+    /// A forkchoice update with attributes, while not disabled: its method version, its state
+    /// and its raw attributes; `None` when the call is not ours.
+    fn ours<'a>(&self, call: &'a RpcCall) -> Option<(u8, ForkchoiceState, &'a RawValue)> {
         let version = match EngineMethod::parse(call.method()) {
             Some(EngineMethod::ForkchoiceUpdated(version)) => version,
             _ => return None,
@@ -101,11 +103,16 @@ impl FcuMuxLayer {
         if self.mode.get() == ExecutionMode::Disabled {
             return None;
         }
-        let params = call.params_bytes()?;
-        let (state, raw_attributes) = engine::forkchoice_params(params).ok()?;
+        let (state, raw_attributes) = engine::forkchoice_params(call.params_bytes()?).ok()?;
+        Some((version, state, raw_attributes?))
+    }
+
+    /// Queues the call on every synced builder; `None` when this call is not ours to fan out.
+    fn fan_out(&self, call: &RpcCall) -> Option<Pending> {
+        let (version, state, raw_attributes) = self.ours(call)?;
         // Attributes op-geth will refuse anyway are not worth a builder's time; nor is a block
         // without mempool transactions (`noTxPool`), to which a builder has nothing to add.
-        let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes?.get()).ok()?;
+        let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes.get()).ok()?;
         if attributes.no_tx_pool == Some(true) {
             return None;
         }
@@ -152,15 +159,8 @@ impl FcuMuxLayer {
     /// The job of a call no builder takes: what getPayload will report (each builder's reason),
     /// without decoding the attributes or queuing anything. `None` when the call is not ours.
     fn skip_all(&self, call: &RpcCall, reasons: Vec<&'static str>) -> Option<Pending> {
-        let version = match EngineMethod::parse(call.method()) {
-            Some(EngineMethod::ForkchoiceUpdated(version)) => version,
-            _ => return None,
-        };
-        if self.mode.get() == ExecutionMode::Disabled {
-            return None;
-        }
-        let (state, raw_attributes) = engine::forkchoice_params(call.params_bytes()?).ok()?;
-        let (timestamp, no_tx_pool) = engine::attributes_timestamp(raw_attributes?)?;
+        let (version, state, raw_attributes) = self.ours(call)?;
+        let (timestamp, no_tx_pool) = engine::attributes_timestamp(raw_attributes)?;
         if no_tx_pool {
             return None;
         }
