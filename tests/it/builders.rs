@@ -312,6 +312,45 @@ async fn a_hanging_builder_never_delays_a_forkchoice_update() {
 }
 
 #[tokio::test]
+async fn forkchoice_updates_stuck_behind_a_hung_one_are_dropped_and_blocks_are_not() {
+    let blocks = 12;
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builders[0].timeout = Duration::from_secs(1);
+        config.builder_policy.payload_deadline = Duration::from_millis(20);
+    })
+    .await;
+    net.step().await;
+    let log = net.builders[0].log();
+    let (fcus_before, blocks_before) = (
+        log.count("engine_forkchoiceUpdatedV3"),
+        log.count("engine_newPayload"),
+    );
+    net.builders[0]
+        .faults()
+        .add(Fault::Hang.on("engine_forkchoiceUpdatedV3"));
+    // Each block queues a forkchoice update with attributes, a newPayload and a forkchoice update
+    // on the builder's lane, behind the first one, which hangs for the builder timeout.
+    for _ in 0..blocks {
+        net.step().await;
+    }
+    // Every block reaches the builder once the hung call has timed out.
+    net.builders[0]
+        .log()
+        .wait_for_count("engine_newPayload", blocks_before + blocks)
+        .await;
+    let fcus = net.builders[0].log().count("engine_forkchoiceUpdatedV3") - fcus_before;
+    // op-node sent two forkchoice updates a block; those that waited out a whole timeout
+    // behind the hung one were dropped instead of replayed.
+    assert!(
+        fcus < blocks,
+        "{fcus} of {} forkchoice updates reached the builder",
+        2 * blocks
+    );
+    net.builders[0].faults().clear();
+    net.builders[0].faults().release_hangs();
+}
+
+#[tokio::test]
 async fn boost_sync_relays_every_new_payload_and_forkchoice_in_order() {
     let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |_| {}).await;
     for _ in 0..20 {
