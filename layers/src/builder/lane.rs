@@ -1,9 +1,10 @@
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
-
-use std::time::Duration;
 
 use tokio::{sync::mpsc, time::Instant};
 
