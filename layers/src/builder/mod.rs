@@ -139,6 +139,9 @@ impl Builder {
         &self.client
     }
 
+    /// The skip reason of a builder whose engine lane is full.
+    pub const QUEUE_FULL: &'static str = "queue_full";
+
     /// Why a forkchoice update with attributes queued now would not reach it, as a skip
     /// reason: not synced (its health's reason), or its engine lane full (`queue_full`); `None`
     /// when it would.
@@ -147,7 +150,7 @@ impl Builder {
             return Some(self.health.state().skip_reason());
         }
         if !self.engine.has_room() {
-            return Some("queue_full");
+            return Some(Self::QUEUE_FULL);
         }
         None
     }

@@ -132,7 +132,10 @@ impl FcuMuxLayer {
                         builder: builder.clone(),
                         fcu,
                     },
-                    Err(LaneError::Full) => BuilderJob::skipped(builder.clone(), "queue_full"),
+                    // The lane counted this drop itself.
+                    Err(LaneError::Full) => {
+                        BuilderJob::skipped(builder.clone(), Builder::QUEUE_FULL)
+                    }
                     Err(LaneError::Closed) => BuilderJob::skipped(builder.clone(), "queue_closed"),
                 }
             })
@@ -181,7 +184,7 @@ impl FcuMuxLayer {
     }
 
     fn skip(&self, builder: &Arc<Builder>, reason: &'static str) -> BuilderJob {
-        if reason == "queue_full" {
+        if reason == Builder::QUEUE_FULL {
             builder.note_engine_drop();
         }
         BuilderJob::skipped(builder.clone(), reason)
