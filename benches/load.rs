@@ -23,7 +23,8 @@
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
 //! after measured in one run. `LOAD_ONLY=eth|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
-//! one workload alone, longer (for profiling).
+//! one workload alone, longer (for profiling). `LOAD_BARE_WRAP=<program>` starts the bare
+//! forwarder behind a wrapper (e.g. `valgrind --tool=callgrind`), for instruction counts.
 
 #![allow(
     missing_docs,
@@ -152,7 +153,21 @@ impl Drop for Process {
 }
 
 fn spawn_self(args: &[&str]) -> Process {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn_self_with(None, args)
+}
+
+/// As [`spawn_self`], behind `wrapper` (a program given this binary and `args`) when set.
+fn spawn_self_with(wrapper: Option<&str>, args: &[&str]) -> Process {
+    let this = std::env::current_exe().unwrap();
+    let mut command = match wrapper {
+        Some(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.arg(this);
+            command
+        }
+        None => Command::new(this),
+    };
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -427,6 +442,15 @@ fn candidate_binary() -> Option<String> {
         .filter(|path| !path.is_empty())
 }
 
+/// `LOAD_BARE_WRAP=<program>`: the bare forwarder started behind a wrapper (given this binary
+/// and its arguments), as `LOAD_CANDIDATE` can start switchyard behind one: to count the
+/// instructions of both proxies under `callgrind` in the same run.
+fn bare_wrapper() -> Option<String> {
+    std::env::var("LOAD_BARE_WRAP")
+        .ok()
+        .filter(|path| !path.is_empty())
+}
+
 struct Setup {
     sims: Vec<Process>,
     builder: Process,
@@ -442,7 +466,10 @@ impl Setup {
         let sim = |profile: &str| spawn_self(&["--serve-sim", profile, &filler[0], &filler[1]]);
         let sims = vec![sim("op-geth"), sim("op-geth"), sim("op-geth")];
         let builder = sim("builder");
-        let bare = spawn_self(&["--bare-forwarder", &sims[1].addr]);
+        let bare = spawn_self_with(
+            bare_wrapper().as_deref(),
+            &["--bare-forwarder", &sims[1].addr],
+        );
         let switchyard = spawn_switchyard(env!("CARGO_BIN_EXE_switchyard"), &sims[2], &builder);
         let candidate = candidate_binary().map(|binary| {
             let (l2, builder) = (sim("op-geth"), sim("builder"));
