@@ -41,7 +41,6 @@ use op_alloy_rpc_types_engine::{
     OpExecutionData, OpExecutionPayload, OpExecutionPayloadEnvelopeV3, OpExecutionPayloadEnvelopeV4,
 };
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// An Engine API method the builder layers act on, with its version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,38 +99,35 @@ pub fn claimed_methods() -> Vec<String> {
 }
 
 /// `engine_forkchoiceUpdated` params: the state, and the attributes as raw JSON (`None` when
-/// absent or `null`).
+/// absent or `null`), without copying them. Only the state is scanned and decoded: the
+/// attributes are what follows it, for whoever needs them to decode (a malformed or extra
+/// element then fails that decode).
 ///
 /// # Errors
 ///
 /// If the params are not an array whose first element is a forkchoice state.
 pub fn forkchoice_params(
     params: &[u8],
-) -> Result<(ForkchoiceState, Option<&RawValue>), serde_json::Error> {
-    let elements: Vec<&RawValue> = serde_json::from_slice(params)?;
-    let state_raw = elements.first().map_or("null", |raw| raw.get());
-    let state: ForkchoiceState = serde_json::from_str(state_raw)?;
-    let attributes = elements
-        .get(1)
-        .copied()
-        .filter(|raw| raw.get().trim() != "null");
-    Ok((state, attributes))
+) -> Result<(ForkchoiceState, Option<&[u8]>), serde_json::Error> {
+    let not_params = |_| <serde_json::Error as serde::de::Error>::custom("not forkchoice params");
+    let (state, attributes) = crate::scan::head_and_rest(params).map_err(not_params)?;
+    let state: ForkchoiceState = serde_json::from_slice(&params[state])?;
+    Ok((state, attributes_of(params, attributes)))
 }
 
-/// Whether `engine_forkchoiceUpdated` params carry attributes (a second element, not `null`),
-/// found by a scan, without decoding the state or the attributes; `None` if the params are not
-/// an array whose first element is an object.
+fn attributes_of(params: &[u8], rest: Option<std::ops::Range<usize>>) -> Option<&[u8]> {
+    rest.map(|span| &params[span]).filter(|raw| *raw != b"null")
+}
+
+/// Whether `engine_forkchoiceUpdated` params carry attributes (anything after the state but
+/// `null`), found by scanning the state alone; `None` if the params are not an array whose first
+/// element is an object.
 pub fn has_attributes(params: &[u8]) -> Option<bool> {
-    let elements = crate::scan::array(params).ok()?;
-    let state = elements.first()?;
+    let (state, rest) = crate::scan::head_and_rest(params).ok()?;
     if params.get(state.start) != Some(&b'{') {
         return None;
     }
-    Some(
-        elements
-            .get(1)
-            .is_some_and(|span| &params[span.clone()] != b"null"),
-    )
+    Some(attributes_of(params, rest).is_some())
 }
 
 /// The payload id of `engine_getPayload` params.
@@ -145,20 +141,20 @@ pub fn get_payload_id(params: &[u8]) -> Result<PayloadId, serde_json::Error> {
 }
 
 /// Whether FCU attributes ask for a block without mempool transactions (`noTxPool: true`).
-pub fn no_tx_pool(attributes: &RawValue) -> bool {
+pub fn no_tx_pool(attributes: &[u8]) -> bool {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Flag {
         #[serde(default)]
         no_tx_pool: Option<bool>,
     }
-    serde_json::from_str::<Flag>(attributes.get()).is_ok_and(|f| f.no_tx_pool == Some(true))
+    serde_json::from_slice::<Flag>(attributes).is_ok_and(|f| f.no_tx_pool == Some(true))
 }
 
 /// What a payload job needs of forkchoice attributes that no builder will build: their
 /// `timestamp`, and whether they set `noTxPool`; read without decoding the rest (the
 /// transactions are skipped over, not hex-decoded). `None` if they are not attributes.
-pub fn attributes_timestamp(attributes: &RawValue) -> Option<(u64, bool)> {
+pub fn attributes_timestamp(attributes: &[u8]) -> Option<(u64, bool)> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Head {
@@ -166,7 +162,7 @@ pub fn attributes_timestamp(attributes: &RawValue) -> Option<(u64, bool)> {
         #[serde(default)]
         no_tx_pool: Option<bool>,
     }
-    let head: Head = serde_json::from_str(attributes.get()).ok()?;
+    let head: Head = serde_json::from_slice(attributes).ok()?;
     Some((head.timestamp.to(), head.no_tx_pool == Some(true)))
 }
 
@@ -694,6 +690,13 @@ mod tests {
         let with = format!(r#"[{state},{{"timestamp":"0x1","noTxPool":true}}]"#);
         let (_, attrs) = forkchoice_params(with.as_bytes()).expect("attrs");
         assert!(attrs.is_some_and(no_tx_pool));
+        let spaced = format!("[ {state} ,  null ]");
+        assert!(forkchoice_params(spaced.as_bytes()).expect("spaced").1.is_none());
+        assert_eq!(has_attributes(spaced.as_bytes()), Some(false));
+        // An extra element rides with the attributes, whose decode then refuses it.
+        let extra = format!(r#"[{state},{{"timestamp":"0x1"}},1]"#);
+        let (_, attrs) = forkchoice_params(extra.as_bytes()).expect("a state");
+        assert_eq!(attrs.map(attributes_timestamp), Some(None));
         assert!(forkchoice_params(b"[1]").is_err());
         // The scan agrees with the decode.
         assert_eq!(has_attributes(one.as_bytes()), Some(false));

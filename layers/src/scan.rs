@@ -227,6 +227,38 @@ pub(crate) fn array(bytes: &[u8]) -> Result<Vec<Range<usize>>, ScanError> {
     }
 }
 
+/// Scans the first element of a JSON array only: its span, and the span of everything after its
+/// comma up to the closing bracket (trimmed; `None` when it is the only element). The rest is
+/// not scanned: for params whose first element is small and whose second is large and decoded
+/// by whoever wants it.
+pub(crate) fn head_and_rest(
+    bytes: &[u8],
+) -> Result<(Range<usize>, Option<Range<usize>>), ScanError> {
+    let mut i = skip_ws(bytes, 0);
+    if bytes.get(i) != Some(&b'[') {
+        return Err(ScanError::Syntax);
+    }
+    i = skip_ws(bytes, i + 1);
+    let head = i..skip_value(bytes, i)?;
+    i = skip_ws(bytes, head.end);
+    match bytes.get(i) {
+        Some(b']') => end_of_text(bytes, i + 1).map(|()| (head, None)),
+        Some(b',') => {
+            let start = skip_ws(bytes, i + 1);
+            let close = bytes.trim_ascii_end().len();
+            if close == 0 || bytes[close - 1] != b']' {
+                return Err(ScanError::Syntax);
+            }
+            let end = bytes[..close - 1].trim_ascii_end().len();
+            if start >= end {
+                return Err(ScanError::Syntax);
+            }
+            Ok((head, Some(start..end)))
+        }
+        _ => Err(ScanError::Syntax),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +343,19 @@ mod tests {
             object(br#"{"method":"a","method":"b"}"#),
             Err(ScanError::DuplicateMember)
         );
+    }
+
+    #[test]
+    fn head_and_rest_scans_only_the_first_element() {
+        let text = r#" [ {"a":[1,"]"]} , {"big":"x"}, 3 ] "#;
+        let (head, rest) = head_and_rest(text.as_bytes()).expect("array");
+        assert_eq!(&text[head], r#"{"a":[1,"]"]}"#);
+        assert_eq!(rest.map(|r| &text[r]), Some(r#"{"big":"x"}, 3"#));
+        let (head, rest) = head_and_rest(b"[1]").expect("one element");
+        assert_eq!((head, rest), (1..2, None));
+        for broken in [&b"[]"[..], b"[1,]", b"[1, 2", b"{}", b"[1] x", b"[{]"] {
+            assert!(head_and_rest(broken).is_err(), "{broken:?}");
+        }
     }
 
     #[test]

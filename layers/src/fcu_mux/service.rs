@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use op_alloy_rpc_types_engine::OpPayloadAttributes;
 use pin_project_lite::pin_project;
-use serde_json::value::RawValue;
 use tokio::sync::watch;
 use tower::Service;
 
@@ -95,7 +94,7 @@ fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
 impl FcuMuxLayer {
     /// A forkchoice update with attributes, while not disabled: its method version, its state
     /// and its raw attributes; `None` when the call is not ours.
-    fn ours<'a>(&self, call: &'a RpcCall) -> Option<(u8, ForkchoiceState, &'a RawValue)> {
+    fn ours<'a>(&self, call: &'a RpcCall) -> Option<(u8, ForkchoiceState, &'a [u8])> {
         let version = match EngineMethod::parse(call.method()) {
             Some(EngineMethod::ForkchoiceUpdated(version)) => version,
             _ => return None,
@@ -112,7 +111,7 @@ impl FcuMuxLayer {
         let (version, state, raw_attributes) = self.ours(call)?;
         // Attributes op-geth will refuse anyway are not worth a builder's time; nor is a block
         // without mempool transactions (`noTxPool`), to which a builder has nothing to add.
-        let attributes: OpPayloadAttributes = serde_json::from_str(raw_attributes.get()).ok()?;
+        let attributes: OpPayloadAttributes = serde_json::from_slice(raw_attributes).ok()?;
         if attributes.no_tx_pool == Some(true) {
             return None;
         }
