@@ -23,8 +23,9 @@
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
 //! after measured in one run. `LOAD_ONLY=eth|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
-//! one workload alone, longer (for profiling). `LOAD_BARE_WRAP=<program>` starts the bare
-//! forwarder behind a wrapper (e.g. `valgrind --tool=callgrind`), for instruction counts.
+//! one workload alone, longer (for profiling). `LOAD_CALLGRIND=<dir>` runs the proxies under
+//! callgrind and adds the instructions each executes per operation, and their ratio to the bare
+//! forwarder's: figures the machine's noise does not move.
 
 #![allow(
     missing_docs,
@@ -110,6 +111,8 @@ struct Process {
     child: Child,
     addr: String,
     secret: Option<[u8; 32]>,
+    /// Where callgrind writes this process's counts (`LOAD_CALLGRIND`), if it runs under it.
+    callgrind: Option<std::path::PathBuf>,
 }
 
 impl Process {
@@ -143,6 +146,73 @@ impl Process {
     fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
     }
+
+    /// Under callgrind: zeroes its instruction count, so that what follows is counted alone.
+    fn zero_instructions(&self) {
+        if self.callgrind.is_some() {
+            callgrind_control("-z", self.pid());
+        }
+    }
+
+    /// Under callgrind: the instructions executed since [`Process::zero_instructions`] (a dump
+    /// is taken, and read back).
+    fn instructions(&self) -> Option<u64> {
+        let base = self.callgrind.as_ref()?;
+        callgrind_control("-d", self.pid());
+        let prefix = format!("{}.", base.file_name()?.to_str()?);
+        let newest = std::fs::read_dir(base.parent()?)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let n: u32 = name.strip_prefix(&prefix)?.parse().ok()?;
+                Some((n, entry.path()))
+            })
+            .max()?;
+        let dump = std::fs::read_to_string(newest.1).ok()?;
+        dump.lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// `LOAD_CALLGRIND=<dir>`: the proxies (bare, switchyard, candidate) run under `valgrind
+/// --tool=callgrind`, their counts in `<dir>`, and each workload reports the instructions they
+/// executed per operation: a figure the machine's noise does not move.
+fn callgrind_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("LOAD_CALLGRIND")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// `program`, or `program` under callgrind writing to `<LOAD_CALLGRIND>/<name>.out`.
+fn proxy_command(program: &std::path::Path, name: &str) -> (Command, Option<std::path::PathBuf>) {
+    match callgrind_dir() {
+        Some(dir) => {
+            let base = dir.join(format!("{name}.out"));
+            let mut command = Command::new("valgrind");
+            command
+                .arg("-q")
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", base.display()))
+                .arg(program);
+            (command, Some(base))
+        }
+        None => (Command::new(program), None),
+    }
+}
+
+fn callgrind_control(action: &str, pid: u32) {
+    let _ = Command::new("callgrind_control")
+        .args([action, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for Process {
@@ -153,20 +223,16 @@ impl Drop for Process {
 }
 
 fn spawn_self(args: &[&str]) -> Process {
-    spawn_self_with(None, args)
+    spawn(Command::new(std::env::current_exe().unwrap()), None, args)
 }
 
-/// As [`spawn_self`], behind `wrapper` (a program given this binary and `args`) when set.
-fn spawn_self_with(wrapper: Option<&str>, args: &[&str]) -> Process {
-    let this = std::env::current_exe().unwrap();
-    let mut command = match wrapper {
-        Some(wrapper) => {
-            let mut command = Command::new(wrapper);
-            command.arg(this);
-            command
-        }
-        None => Command::new(this),
-    };
+/// This binary as a proxy (`--bare-forwarder`): under callgrind with `LOAD_CALLGRIND`.
+fn spawn_self_proxy(name: &str, args: &[&str]) -> Process {
+    let (command, callgrind) = proxy_command(&std::env::current_exe().unwrap(), name);
+    spawn(command, callgrind, args)
+}
+
+fn spawn(mut command: Command, callgrind: Option<std::path::PathBuf>, args: &[&str]) -> Process {
     let mut child = command
         .args(args)
         .stdout(Stdio::piped())
@@ -184,6 +250,7 @@ fn spawn_self_with(wrapper: Option<&str>, args: &[&str]) -> Process {
         child,
         addr: words[1].to_owned(),
         secret,
+        callgrind,
     }
 }
 
@@ -195,8 +262,9 @@ fn parse_secret(hex: &str) -> [u8; 32] {
     secret
 }
 
-fn spawn_switchyard(binary: &str, l2: &Process, builder: &Process) -> Process {
-    let mut child = Command::new(binary)
+fn spawn_switchyard(binary: &str, name: &str, l2: &Process, builder: &Process) -> Process {
+    let (mut command, callgrind) = proxy_command(std::path::Path::new(binary), name);
+    let mut child = command
         .args([
             "--l2-url",
             &format!("http://{}", l2.addr),
@@ -254,6 +322,7 @@ fn spawn_switchyard(binary: &str, l2: &Process, builder: &Process) -> Process {
         child,
         addr,
         secret: None,
+        callgrind,
     }
 }
 
@@ -442,15 +511,6 @@ fn candidate_binary() -> Option<String> {
         .filter(|path| !path.is_empty())
 }
 
-/// `LOAD_BARE_WRAP=<program>`: the bare forwarder started behind a wrapper (given this binary
-/// and its arguments), as `LOAD_CANDIDATE` can start switchyard behind one: to count the
-/// instructions of both proxies under `callgrind` in the same run.
-fn bare_wrapper() -> Option<String> {
-    std::env::var("LOAD_BARE_WRAP")
-        .ok()
-        .filter(|path| !path.is_empty())
-}
-
 struct Setup {
     sims: Vec<Process>,
     builder: Process,
@@ -466,14 +526,16 @@ impl Setup {
         let sim = |profile: &str| spawn_self(&["--serve-sim", profile, &filler[0], &filler[1]]);
         let sims = vec![sim("op-geth"), sim("op-geth"), sim("op-geth")];
         let builder = sim("builder");
-        let bare = spawn_self_with(
-            bare_wrapper().as_deref(),
-            &["--bare-forwarder", &sims[1].addr],
+        let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
+        let switchyard = spawn_switchyard(
+            env!("CARGO_BIN_EXE_switchyard"),
+            "switchyard",
+            &sims[2],
+            &builder,
         );
-        let switchyard = spawn_switchyard(env!("CARGO_BIN_EXE_switchyard"), &sims[2], &builder);
         let candidate = candidate_binary().map(|binary| {
             let (l2, builder) = (sim("op-geth"), sim("builder"));
-            let switchyard = spawn_switchyard(&binary, &l2, &builder);
+            let switchyard = spawn_switchyard(&binary, "candidate", &l2, &builder);
             (l2, builder, switchyard)
         });
         Self {
@@ -529,8 +591,9 @@ impl Setup {
     }
 }
 
-/// A configuration's samples, the proxy's peak RSS (KiB) and CPU seconds over the workload.
-type Measured = (Samples, Option<u64>, Option<f64>);
+/// A configuration's samples, the proxy's peak RSS (KiB), CPU seconds over the workload and
+/// instructions executed (under callgrind).
+type Measured = (Samples, Option<u64>, Option<f64>, Option<u64>);
 
 struct Row {
     workload: String,
@@ -563,6 +626,7 @@ where
     for config in setup.configs() {
         if let Some(p) = setup.proxy(config) {
             p.reset_peak_rss();
+            p.zero_instructions();
         }
     }
     for _ in 0..rounds {
@@ -582,8 +646,10 @@ where
     }
     for config in setup.configs() {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
+        let instructions = setup.proxy(config).and_then(Process::instructions);
         if let Some(entry) = results.get_mut(config) {
             entry.1 = peak;
+            entry.3 = instructions;
         }
     }
     eprintln!();
@@ -591,6 +657,30 @@ where
         workload: workload.to_owned(),
         results,
         unit,
+    }
+}
+
+/// Under `LOAD_CALLGRIND`: each proxy's instructions per operation, and their ratio to the bare
+/// forwarder's for the same workload.
+fn print_instructions(rows: &[Row]) {
+    let per_op = |row: &Row, config: &str| {
+        let (samples, _, _, instructions) = row.results.get(config)?;
+        Some((*instructions)? as f64 / samples.latencies.len().max(1) as f64)
+    };
+    if !rows.iter().any(|row| per_op(row, "bare").is_some()) {
+        return;
+    }
+    println!("\n| workload | proxy | instructions per op | ÷ bare |");
+    println!("|---|---|---:|---:|");
+    for row in rows {
+        let bare = per_op(row, "bare");
+        for config in row.configs() {
+            let Some(ours) = per_op(row, config) else {
+                continue;
+            };
+            let ratio = bare.map_or("-".to_owned(), |bare| format!("{:.2}", ours / bare));
+            println!("| {} | {config} | {ours:.0} | {ratio} |", row.workload);
+        }
     }
 }
 
@@ -602,7 +692,7 @@ fn print(rows: &[Row]) {
     for row in rows {
         let direct = &row.results["direct"].0;
         for config in row.configs() {
-            let (samples, rss, cpu) = &row.results[config];
+            let (samples, rss, cpu, _) = &row.results[config];
             println!(
                 "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} | {} |",
                 row.workload,
@@ -621,6 +711,7 @@ fn print(rows: &[Row]) {
         }
     }
     print_steps(rows);
+    print_instructions(rows);
     println!(
         "\n| workload | proxy | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max |"
     );

@@ -691,7 +691,12 @@ mod tests {
         let (_, attrs) = forkchoice_params(with.as_bytes()).expect("attrs");
         assert!(attrs.is_some_and(no_tx_pool));
         let spaced = format!("[ {state} ,  null ]");
-        assert!(forkchoice_params(spaced.as_bytes()).expect("spaced").1.is_none());
+        assert!(
+            forkchoice_params(spaced.as_bytes())
+                .expect("spaced")
+                .1
+                .is_none()
+        );
         assert_eq!(has_attributes(spaced.as_bytes()), Some(false));
         // An extra element rides with the attributes, whose decode then refuses it.
         let extra = format!(r#"[{state},{{"timestamp":"0x1"}},1]"#);
