@@ -698,6 +698,19 @@ mod tests {
                 .is_none()
         );
         assert_eq!(has_attributes(spaced.as_bytes()), Some(false));
+        // However the array is laid out, the attributes are its second element exactly.
+        let attributes = serde_json::json!({"timestamp": "0x1", "transactions": ["0x7e", "]"]});
+        let state_value: serde_json::Value = serde_json::from_str(state).expect("json");
+        for layout in [
+            serde_json::to_vec(&serde_json::json!([state_value, attributes])),
+            serde_json::to_vec_pretty(&serde_json::json!([state_value, attributes])),
+        ] {
+            let params = layout.expect("json");
+            let (_, attrs) = forkchoice_params(&params).expect("params");
+            let attrs: serde_json::Value =
+                serde_json::from_slice(attrs.expect("attributes")).expect("json");
+            assert_eq!(attrs, attributes);
+        }
         // An extra element rides with the attributes, whose decode then refuses it.
         let extra = format!(r#"[{state},{{"timestamp":"0x1"}},1]"#);
         let (_, attrs) = forkchoice_params(extra.as_bytes()).expect("a state");
