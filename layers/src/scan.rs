@@ -370,3 +370,53 @@ mod tests {
         assert_eq!(array(b"[1,"), Err(ScanError::Syntax));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Of any array serde writes, the head is its first element and the rest (of a
+        /// two-element array) its second, exactly.
+        #[test]
+        fn head_and_rest_agree_with_serde(first in json_value(), second in prop::option::of(json_value()), pretty: bool) {
+            let array = Value::Array(std::iter::once(first.clone()).chain(second.clone()).collect());
+            let text = if pretty { serde_json::to_vec_pretty(&array) } else { serde_json::to_vec(&array) }.unwrap_or_default();
+            let Ok((head, rest)) = head_and_rest(&text) else {
+                return Err(TestCaseError::fail("a valid array was refused"));
+            };
+            let read = |span: Range<usize>| serde_json::from_slice::<Value>(&text[span]).ok();
+            prop_assert_eq!(read(head), Some(first));
+            prop_assert_eq!(rest.and_then(read), second);
+        }
+
+        /// Any bytes: an answer, never a panic; spans always lie inside the text.
+        #[test]
+        fn head_and_rest_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+            if let Ok((head, rest)) = head_and_rest(&bytes) {
+                prop_assert!(head.end <= bytes.len());
+                prop_assert!(rest.is_none_or(|r| r.start < r.end && r.end <= bytes.len()));
+            }
+        }
+    }
+}
