@@ -4,7 +4,7 @@
 //! # Behaviour
 //!
 //! - [`EngineMethod::parse`] reads a method name (`engine_getPayloadV4` → `GetPayload(4)`).
-//! - [`forkchoice_params`] splits `engine_forkchoiceUpdated` params into the state and the raw
+//! - [`forkchoice_head`] splits `engine_forkchoiceUpdated` params into the head and the raw
 //!   attributes, without copying them.
 //! - [`Envelope`] is a getPayload result of a given version, parsed into the op-alloy types.
 //!   [`Envelope::block_hash`] recomputes the block hash from the payload (the RLP header's
@@ -32,7 +32,7 @@ use alloy_eips::eip7685::Requests;
 use alloy_primitives::{B256, U256};
 use alloy_rpc_types_engine::{
     BlobsBundleV1, ExecutionPayloadEnvelopeV2, ExecutionPayloadFieldV2, ExecutionPayloadV1,
-    ForkchoiceState, PayloadId,
+    PayloadId,
 };
 use bytes::Bytes;
 
@@ -98,21 +98,24 @@ pub fn claimed_methods() -> Vec<String> {
     methods
 }
 
-/// `engine_forkchoiceUpdated` params: the state, and the attributes as raw JSON (`None` when
-/// absent or `null`), without copying them. Only the state is scanned and decoded: the
-/// attributes are what follows it, for whoever needs them to decode (a malformed or extra
-/// element then fails that decode).
+/// `engine_forkchoiceUpdated` params: the head block hash, and the attributes as raw JSON
+/// (`None` when absent or `null`), without copying them. Only the state is scanned, and only its
+/// head decoded: the attributes are what follows it, for whoever needs them to decode (a
+/// malformed or extra element then fails that decode).
 ///
 /// # Errors
 ///
 /// If the params are not an array whose first element is a forkchoice state.
-pub fn forkchoice_params(
-    params: &[u8],
-) -> Result<(ForkchoiceState, Option<&[u8]>), serde_json::Error> {
+pub fn forkchoice_head(params: &[u8]) -> Result<(B256, Option<&[u8]>), serde_json::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        head_block_hash: B256,
+    }
     let not_params = |_| <serde_json::Error as serde::de::Error>::custom("not forkchoice params");
     let (state, attributes) = crate::scan::head_and_rest(params).map_err(not_params)?;
-    let state: ForkchoiceState = serde_json::from_slice(&params[state])?;
-    Ok((state, attributes_of(params, attributes)))
+    let state: Head = serde_json::from_slice(&params[state])?;
+    Ok((state.head_block_hash, attributes_of(params, attributes)))
 }
 
 fn attributes_of(params: &[u8], rest: Option<std::ops::Range<usize>>) -> Option<&[u8]> {
@@ -152,9 +155,33 @@ pub fn no_tx_pool(attributes: &[u8]) -> bool {
 }
 
 /// What a payload job needs of forkchoice attributes that no builder will build: their
-/// `timestamp`, and whether they set `noTxPool`; read without decoding the rest (the
-/// transactions are skipped over, not hex-decoded). `None` if they are not attributes.
+/// `timestamp`, and whether they set `noTxPool`; found by a scan of the attributes' members
+/// (the transactions are skipped over, not decoded). `None` if they are not attributes.
 pub fn attributes_timestamp(attributes: &[u8]) -> Option<(u64, bool)> {
+    scanned_timestamp(attributes).or_else(|| decoded_timestamp(attributes))
+}
+
+/// The scan: a `"0x…"` timestamp and a boolean (or absent, or `null`) `noTxPool`, as op-node
+/// writes them; anything else is left to [`decoded_timestamp`].
+fn scanned_timestamp(attributes: &[u8]) -> Option<(u64, bool)> {
+    let [timestamp, no_tx_pool] =
+        crate::scan::members_loosely(attributes, [b"timestamp", b"noTxPool"]).ok()?;
+    let digits = attributes[timestamp?]
+        .strip_prefix(b"\"0x")?
+        .strip_suffix(b"\"")?;
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let timestamp = u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    let no_tx_pool = match no_tx_pool.map(|span| &attributes[span]) {
+        Some(b"true") => true,
+        None | Some(b"false" | b"null") => false,
+        Some(_) => return None,
+    };
+    Some((timestamp, no_tx_pool))
+}
+
+fn decoded_timestamp(attributes: &[u8]) -> Option<(u64, bool)> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Head {
@@ -678,21 +705,21 @@ mod tests {
     }
 
     #[test]
-    fn forkchoice_params_with_and_without_attributes() {
+    fn forkchoice_head_with_and_without_attributes() {
         let state = r#"{"headBlockHash":"0x0000000000000000000000000000000000000000000000000000000000000001","safeBlockHash":"0x0000000000000000000000000000000000000000000000000000000000000000","finalizedBlockHash":"0x0000000000000000000000000000000000000000000000000000000000000000"}"#;
         let one = format!("[{state}]");
-        let (parsed, attrs) = forkchoice_params(one.as_bytes()).expect("one");
-        assert_eq!(parsed.head_block_hash, B256::with_last_byte(1));
+        let (head, attrs) = forkchoice_head(one.as_bytes()).expect("one");
+        assert_eq!(head, B256::with_last_byte(1));
         assert!(attrs.is_none());
         let null = format!("[{state}, null]");
-        let (_, attrs) = forkchoice_params(null.as_bytes()).expect("null");
+        let (_, attrs) = forkchoice_head(null.as_bytes()).expect("null");
         assert!(attrs.is_none());
         let with = format!(r#"[{state},{{"timestamp":"0x1","noTxPool":true}}]"#);
-        let (_, attrs) = forkchoice_params(with.as_bytes()).expect("attrs");
+        let (_, attrs) = forkchoice_head(with.as_bytes()).expect("attrs");
         assert!(attrs.is_some_and(no_tx_pool));
         let spaced = format!("[ {state} ,  null ]");
         assert!(
-            forkchoice_params(spaced.as_bytes())
+            forkchoice_head(spaced.as_bytes())
                 .expect("spaced")
                 .1
                 .is_none()
@@ -706,16 +733,16 @@ mod tests {
             serde_json::to_vec_pretty(&serde_json::json!([state_value, attributes])),
         ] {
             let params = layout.expect("json");
-            let (_, attrs) = forkchoice_params(&params).expect("params");
+            let (_, attrs) = forkchoice_head(&params).expect("params");
             let attrs: serde_json::Value =
                 serde_json::from_slice(attrs.expect("attributes")).expect("json");
             assert_eq!(attrs, attributes);
         }
         // An extra element rides with the attributes, whose decode then refuses it.
         let extra = format!(r#"[{state},{{"timestamp":"0x1"}},1]"#);
-        let (_, attrs) = forkchoice_params(extra.as_bytes()).expect("a state");
+        let (_, attrs) = forkchoice_head(extra.as_bytes()).expect("a state");
         assert_eq!(attrs.map(attributes_timestamp), Some(None));
-        assert!(forkchoice_params(b"[1]").is_err());
+        assert!(forkchoice_head(b"[1]").is_err());
         // The scan agrees with the decode.
         assert_eq!(has_attributes(one.as_bytes()), Some(false));
         assert_eq!(has_attributes(null.as_bytes()), Some(false));
@@ -846,5 +873,58 @@ mod tests {
             Some(PayloadId::new([3, 0, 0, 0, 0, 0, 0, 1]))
         );
         assert!(get_payload_id(b"[]").is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The scan of a forkchoice update's attributes reads what their decode reads.
+        #[test]
+        fn attributes_scan_agrees_with_decode(
+            timestamp: u64,
+            no_tx_pool in prop::option::of(prop_oneof![Just(json!(true)), Just(json!(false)), Just(Value::Null)]),
+            transactions in prop::collection::vec("[0-9a-f]{0,64}", 0..4),
+            pretty: bool,
+        ) {
+            let mut attributes = json!({
+                "timestamp": format!("{timestamp:#x}"),
+                "prevRandao": B256::ZERO,
+                "transactions": transactions.iter().map(|t| format!("0x{t}")).collect::<Vec<_>>(),
+                "withdrawals": [{"index": "0x0", "amount": "0x1"}],
+            });
+            if let Some(flag) = no_tx_pool {
+                attributes["noTxPool"] = flag;
+            }
+            let text = if pretty { serde_json::to_vec_pretty(&attributes) } else { serde_json::to_vec(&attributes) }.unwrap_or_default();
+            let scanned = scanned_timestamp(&text);
+            prop_assert!(scanned.is_some(), "op-node's form is read by the scan");
+            prop_assert_eq!(scanned, decoded_timestamp(&text));
+        }
+    }
+
+    #[test]
+    fn other_forms_are_left_to_the_decode() {
+        for (attributes, expected) in [
+            (&br#"{"t\u0069mestamp":"0x10"}"#[..], Some((16, false))),
+            (br#"{"timestamp":"0x10","noTxPool":"yes"}"#, None),
+            // The decode's own rules hold for what the scan leaves to it.
+            (br#"{"timestamp":"0x"}"#, Some((0, false))),
+            (br#"{"noTxPool":true}"#, None),
+            (br#"{"timestamp":"0x10","timestamp":"0x11"}"#, None),
+        ] {
+            assert_eq!(
+                attributes_timestamp(attributes),
+                expected,
+                "{}",
+                String::from_utf8_lossy(attributes)
+            );
+        }
     }
 }

@@ -100,9 +100,15 @@ fn skip_number(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     Ok(at)
 }
 
+/// Closing brackets kept on the stack before it spills to the heap: deeper than any Engine API
+/// value, so a scan allocates nothing.
+const INLINE_DEPTH: usize = 64;
+
 /// `i` is at `{` or `[`; returns the index just past the matching close.
 fn skip_nested(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
-    let mut stack: Vec<u8> = Vec::with_capacity(8);
+    let mut inline = [0u8; INLINE_DEPTH];
+    let mut spilled: Vec<u8> = Vec::new();
+    let mut depth = 0;
     let mut at = i;
     while let Some(&b) = bytes.get(at) {
         match b {
@@ -110,13 +116,25 @@ fn skip_nested(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
                 at = skip_string(bytes, at)?;
                 continue;
             }
-            b'{' => stack.push(b'}'),
-            b'[' => stack.push(b']'),
+            b'{' | b'[' => {
+                let close = if b == b'{' { b'}' } else { b']' };
+                match inline.get_mut(depth) {
+                    Some(slot) => *slot = close,
+                    None => spilled.push(close),
+                }
+                depth += 1;
+            }
             b'}' | b']' => {
-                if stack.pop() != Some(b) {
+                let expected = match depth.checked_sub(1) {
+                    None => return Err(ScanError::Syntax),
+                    Some(top) if top < INLINE_DEPTH => inline[top],
+                    Some(_) => spilled.pop().unwrap_or_default(),
+                };
+                if expected != b {
                     return Err(ScanError::Syntax);
                 }
-                if stack.is_empty() {
+                depth -= 1;
+                if depth == 0 {
                     return Ok(at + 1);
                 }
             }
@@ -140,8 +158,59 @@ fn skip_value(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     }
 }
 
+/// `i` is at the first byte of a value; returns the index just past it, finding its end only:
+/// a string's closing quote, a nested value's closing bracket, a literal's or number's
+/// delimiter.
+fn skip_value_loosely(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
+    match bytes.get(i) {
+        Some(b'"') => skip_string(bytes, i),
+        Some(b'{' | b'[') => skip_nested(bytes, i),
+        Some(_) => {
+            let rest = &bytes[i..];
+            let len = rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            if len == 0 {
+                Err(ScanError::Syntax)
+            } else {
+                Ok(i + len)
+            }
+        }
+        None => Err(ScanError::Syntax),
+    }
+}
+
 /// Scans one JSON object: the spans of its `method`, `id` and `params` members.
 pub(crate) fn object(bytes: &[u8]) -> Result<Members, ScanError> {
+    let [method, id, params] = members(bytes, [b"method", b"id", b"params"])?;
+    Ok(Members { method, id, params })
+}
+
+/// Scans one JSON object: the span of the member named by each of `keys`, in their order; the
+/// other members are checked and passed over.
+pub(crate) fn members<const N: usize>(
+    bytes: &[u8],
+    keys: [&[u8]; N],
+) -> Result<[Option<Range<usize>>; N], ScanError> {
+    members_with::<N, true>(bytes, keys)
+}
+
+/// As [`members`], but top-level strings and literals are only delimited, not checked: for
+/// finding a few members in an object whose other members are not ours to judge (whoever reads
+/// a span found here decodes it).
+pub(crate) fn members_loosely<const N: usize>(
+    bytes: &[u8],
+    keys: [&[u8]; N],
+) -> Result<[Option<Range<usize>>; N], ScanError> {
+    members_with::<N, false>(bytes, keys)
+}
+
+fn members_with<const N: usize, const STRICT: bool>(
+    bytes: &[u8],
+    keys: [&[u8]; N],
+) -> Result<[Option<Range<usize>>; N], ScanError> {
+    let mut found: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
     let mut i = skip_ws(bytes, 0);
     match bytes.get(i) {
         Some(b'{') => {}
@@ -156,41 +225,43 @@ pub(crate) fn object(bytes: &[u8]) -> Result<Members, ScanError> {
         }
         None => return Err(ScanError::Syntax),
     }
-    let mut members = Members::default();
     i = skip_ws(bytes, i + 1);
     if bytes.get(i) == Some(&b'}') {
-        return end_of_text(bytes, i + 1).map(|()| members);
+        return end_of_text(bytes, i + 1).map(|()| found);
     }
     loop {
         if bytes.get(i) != Some(&b'"') {
             return Err(ScanError::Syntax);
         }
-        let key_end = skip_string_strictly(bytes, i)?;
+        let key_end = if STRICT {
+            skip_string_strictly(bytes, i)?
+        } else {
+            skip_string(bytes, i)?
+        };
         let key = &bytes[i + 1..key_end - 1];
         i = skip_ws(bytes, key_end);
         if bytes.get(i) != Some(&b':') {
             return Err(ScanError::Syntax);
         }
         let start = skip_ws(bytes, i + 1);
-        let end = skip_value(bytes, start)?;
-        let slot = match key {
-            b"method" => Some(&mut members.method),
-            b"id" => Some(&mut members.id),
-            b"params" => Some(&mut members.params),
-            // An escaped key could spell one of ours: let the exact decoder judge.
-            key if key.contains(&b'\\') => return Err(ScanError::NeedsDecoder),
-            _ => None,
+        let end = if STRICT {
+            skip_value(bytes, start)?
+        } else {
+            skip_value_loosely(bytes, start)?
         };
-        if let Some(slot) = slot {
-            if slot.is_some() {
+        if let Some(slot) = keys.iter().position(|k| *k == key) {
+            if found[slot].is_some() {
                 return Err(ScanError::DuplicateMember);
             }
-            *slot = Some(start..end);
+            found[slot] = Some(start..end);
+        } else if key.contains(&b'\\') {
+            // An escaped key could spell one of ours: let the exact decoder judge.
+            return Err(ScanError::NeedsDecoder);
         }
         i = skip_ws(bytes, end);
         match bytes.get(i) {
             Some(b',') => i = skip_ws(bytes, i + 1),
-            Some(b'}') => return end_of_text(bytes, i + 1).map(|()| members),
+            Some(b'}') => return end_of_text(bytes, i + 1).map(|()| found),
             _ => return Err(ScanError::Syntax),
         }
     }
@@ -343,6 +414,38 @@ mod tests {
             object(br#"{"method":"a","method":"b"}"#),
             Err(ScanError::DuplicateMember)
         );
+    }
+
+    #[test]
+    fn nesting_of_any_depth_is_scanned() {
+        // An array whose one element is nested `depth` deep.
+        let nested = |depth: usize| format!("[{}{}]", "[".repeat(depth), "]".repeat(depth));
+        for depth in [1, INLINE_DEPTH, INLINE_DEPTH + 1, 1_000] {
+            assert_eq!(array(nested(depth).as_bytes()).map(|e| e.len()), Ok(1));
+        }
+        let mismatched = format!("[{}}}]", "[".repeat(INLINE_DEPTH + 1));
+        assert_eq!(array(mismatched.as_bytes()), Err(ScanError::Syntax));
+        assert_eq!(array(b"[[}]"), Err(ScanError::Syntax));
+    }
+
+    #[test]
+    fn loose_members_delimit_values_without_judging_them() {
+        let text = r#"{"a": tru, "b" : "\u00zz", "n":-1e, "o":{"x":[1]}, "t":"0x1" }"#;
+        let [t, o] = members_loosely(text.as_bytes(), [b"t", b"o"]).expect("delimited");
+        assert_eq!(t.map(|r| &text[r]), Some(r#""0x1""#));
+        assert_eq!(o.map(|r| &text[r]), Some(r#"{"x":[1]}"#));
+        assert!(
+            members(text.as_bytes(), [b"t"]).is_err(),
+            "the strict scan judges them"
+        );
+        for broken in [
+            &br#"{"a":}"#[..],
+            br#"{"a":1"#,
+            br#"{"a":[}"#,
+            br#"{"t":1,"t":2}"#,
+        ] {
+            assert!(members_loosely(broken, [b"t"]).is_err(), "{broken:?}");
+        }
     }
 
     #[test]

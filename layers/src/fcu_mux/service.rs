@@ -5,7 +5,8 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use alloy_rpc_types_engine::{ForkchoiceState, ForkchoiceUpdated, PayloadId, PayloadStatusEnum};
+use alloy_primitives::B256;
+use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadId, PayloadStatusEnum};
 use bytes::Bytes;
 use http::{Request, Response};
 use op_alloy_rpc_types_engine::OpPayloadAttributes;
@@ -19,6 +20,7 @@ use crate::{
     builder::{Builder, BuilderError, ExecutionMode, LaneError, Reply},
     engine::{self, EngineMethod},
     jsonrpc::RpcCall,
+    scan,
 };
 
 /// Service that sends forkchoice updates with attributes to op-geth and builders alike.
@@ -54,9 +56,21 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-/// The payload id in op-geth's answer to a forkchoice update, read in one pass that skips the
-/// rest: op-node waits for this answer.
+/// The payload id in op-geth's answer to a forkchoice update, found by a scan of the answer's
+/// members and then the result's: op-node waits for this answer. Anything the scan cannot read
+/// goes to the decode.
 fn payload_id(answer: &[u8]) -> Option<PayloadId> {
+    scanned_payload_id(answer).or_else(|| decoded_payload_id(answer))
+}
+
+fn scanned_payload_id(answer: &[u8]) -> Option<PayloadId> {
+    let [result] = scan::members_loosely(answer, [b"result"]).ok()?;
+    let result = &answer[result?];
+    let [id] = scan::members_loosely(result, [b"payloadId"]).ok()?;
+    serde_json::from_slice(&result[id?]).ok()
+}
+
+fn decoded_payload_id(answer: &[u8]) -> Option<PayloadId> {
     #[derive(serde::Deserialize)]
     struct Answer {
         result: Option<Updated>,
@@ -94,7 +108,7 @@ fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
 impl FcuMuxLayer {
     /// A forkchoice update with attributes, while not disabled: its method version, its state
     /// and its raw attributes; `None` when the call is not ours.
-    fn ours<'a>(&self, call: &'a RpcCall) -> Option<(u8, ForkchoiceState, &'a [u8])> {
+    fn ours<'a>(&self, call: &'a RpcCall) -> Option<(u8, B256, &'a [u8])> {
         let version = match EngineMethod::parse(call.method()) {
             Some(EngineMethod::ForkchoiceUpdated(version)) => version,
             _ => return None,
@@ -102,13 +116,13 @@ impl FcuMuxLayer {
         if self.mode.get() == ExecutionMode::Disabled {
             return None;
         }
-        let (state, raw_attributes) = engine::forkchoice_params(call.params_bytes()?).ok()?;
-        Some((version, state, raw_attributes?))
+        let (head, raw_attributes) = engine::forkchoice_head(call.params_bytes()?).ok()?;
+        Some((version, head, raw_attributes?))
     }
 
     /// Queues the call on every synced builder; `None` when this call is not ours to fan out.
     fn fan_out(&self, call: &RpcCall) -> Option<Pending> {
-        let (version, state, raw_attributes) = self.ours(call)?;
+        let (version, head, raw_attributes) = self.ours(call)?;
         // Attributes op-geth will refuse anyway are not worth a builder's time; nor is a block
         // without mempool transactions (`noTxPool`), to which a builder has nothing to add.
         let attributes: OpPayloadAttributes = serde_json::from_slice(raw_attributes).ok()?;
@@ -142,7 +156,7 @@ impl FcuMuxLayer {
         Some(Pending {
             jobs: self.jobs.clone(),
             fcu_version: version,
-            parent: state.head_block_hash,
+            parent: head,
             timestamp: attributes.payload_attributes.timestamp,
             attributes: Some(attributes),
             builders,
@@ -161,7 +175,7 @@ impl FcuMuxLayer {
     /// The job of a call no builder takes: what getPayload will report (each builder's reason),
     /// without decoding the attributes or queuing anything. `None` when the call is not ours.
     fn skip_all(&self, call: &RpcCall, reasons: Vec<&'static str>) -> Option<Pending> {
-        let (version, state, raw_attributes) = self.ours(call)?;
+        let (version, head, raw_attributes) = self.ours(call)?;
         let (timestamp, no_tx_pool) = engine::attributes_timestamp(raw_attributes)?;
         if no_tx_pool {
             return None;
@@ -175,7 +189,7 @@ impl FcuMuxLayer {
         Some(Pending {
             jobs: self.jobs.clone(),
             fcu_version: version,
-            parent: state.head_block_hash,
+            parent: head,
             timestamp,
             attributes: None,
             builders,
@@ -374,5 +388,13 @@ mod tests {
         assert_eq!(payload_id(error), None);
         assert_eq!(payload_id(br#"{"result":{"payloadId":"0x01"}}"#), None);
         assert_eq!(payload_id(b"{\"result\":"), None);
+        // Only the result's own member counts, as the decode reads it; escapes go to the decode.
+        let nested = br#"{"payloadId":"0x0102030405060708","result":{"payloadStatus":{"payloadId":"0x0102030405060708"}}}"#;
+        assert_eq!(payload_id(nested), None);
+        let escaped = br#"{"result":{"payload\u0049d":"0x0102030405060708"}}"#;
+        assert_eq!(
+            payload_id(escaped),
+            Some(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))
+        );
     }
 }
