@@ -59,6 +59,10 @@ fn skip_string(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
 fn skip_string_strictly(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     let end = skip_string(bytes, i)?;
     let text = &bytes[i..end];
+    // Printable ASCII without escapes, as nearly every key and method is: valid as it stands.
+    if text.iter().all(|&b| (0x20..0x80).contains(&b) && b != b'\\') {
+        return Ok(end);
+    }
     if text.iter().any(|&b| b < 0x20) || std::str::from_utf8(text).is_err() {
         return Err(ScanError::Syntax);
     }
