@@ -9,6 +9,11 @@
 //! echo the id and route on the method). Nested values are checked for balanced brackets and
 //! terminated strings only: their contents are the upstream's to judge, and it answers malformed
 //! ones itself.
+//!
+//! The same walk also finds a few members of a larger object without judging the others (a
+//! forkchoice update's attributes, an upstream's answer: [`members_loosely`]), and splits
+//! forkchoice params at their first element ([`head_and_rest`]). Whoever reads a span found so
+//! decodes it.
 
 use std::ops::Range;
 
@@ -60,7 +65,10 @@ fn skip_string_strictly(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     let end = skip_string(bytes, i)?;
     let text = &bytes[i..end];
     // Printable ASCII without escapes, as nearly every key and method is: valid as it stands.
-    if text.iter().all(|&b| (0x20..0x80).contains(&b) && b != b'\\') {
+    if text
+        .iter()
+        .all(|&b| (0x20..0x80).contains(&b) && b != b'\\')
+    {
         return Ok(end);
     }
     if text.iter().any(|&b| b < 0x20) || std::str::from_utf8(text).is_err() {
