@@ -430,17 +430,15 @@ fn write_json_string(out: &mut BytesMut, s: &str) {
     out.put_slice(&encoded);
 }
 
-/// A JSON-RPC response, read without copying its result.
-#[derive(Debug, Deserialize)]
+/// A JSON-RPC response, read without copying or decoding its result.
+#[derive(Debug)]
 pub struct RpcResponse<'a> {
     /// The id as raw JSON text.
-    #[serde(borrow, default)]
-    pub id: Option<&'a RawValue>,
-    /// The raw `result` member, if the call succeeded.
-    #[serde(borrow, default)]
-    pub result: Option<&'a RawValue>,
+    pub id: Option<&'a [u8]>,
+    /// The raw JSON text of the `result` member, if the call succeeded (`null` counts as
+    /// absent). Delimited, not checked: whoever reads it decodes it.
+    pub result: Option<&'a [u8]>,
     /// The `error` member, if the call failed.
-    #[serde(default)]
     pub error: Option<ErrorObject>,
 }
 
@@ -454,14 +452,68 @@ pub struct ErrorObject {
     pub message: String,
 }
 
+/// Why an answer is not a JSON-RPC response.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// Not a JSON object, or a member appears twice.
+    #[error("not a JSON-RPC response: {0}")]
+    Envelope(&'static str),
+    /// The `error` member is not an error object.
+    #[error("malformed error member: {0}")]
+    Error(#[source] serde_json::Error),
+}
+
 impl<'a> RpcResponse<'a> {
-    /// Reads a single (non-batch) response.
+    /// Reads a single (non-batch) response. Its members are found by a scan that does not
+    /// walk the result's text more than to find its end (an answer's result can be megabytes);
+    /// only an `error` member is decoded.
     ///
     /// # Errors
     ///
     /// Fails when `body` is not a JSON object with the members above.
-    pub fn from_slice(body: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+    pub fn from_slice(body: &'a [u8]) -> Result<Self, ResponseError> {
+        let [id, result, error] = match scan::members_loosely(body, [b"id", b"result", b"error"]) {
+            Ok(spans) => spans,
+            Err(ScanError::NeedsDecoder) => return Self::decode(body),
+            Err(ScanError::Syntax) => return Err(ResponseError::Envelope("not JSON")),
+            Err(ScanError::NotAnObject) => return Err(ResponseError::Envelope("not an object")),
+            Err(ScanError::DuplicateMember) => {
+                return Err(ResponseError::Envelope("duplicate member"));
+            }
+        };
+        let present = |span: Option<std::ops::Range<usize>>| {
+            span.map(|span| &body[span])
+                .filter(|raw| *raw != b"null".as_slice())
+        };
+        let error = present(error)
+            .map(serde_json::from_slice::<ErrorObject>)
+            .transpose()
+            .map_err(ResponseError::Error)?;
+        Ok(Self {
+            id: present(id),
+            result: present(result),
+            error,
+        })
+    }
+
+    /// The exact path, for answers with escaped keys.
+    fn decode(body: &'a [u8]) -> Result<Self, ResponseError> {
+        #[derive(Deserialize)]
+        struct Decoded<'a> {
+            #[serde(borrow, default)]
+            id: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            result: Option<&'a RawValue>,
+            #[serde(default)]
+            error: Option<ErrorObject>,
+        }
+        let decoded: Decoded<'a> =
+            serde_json::from_slice(body).map_err(|_| ResponseError::Envelope("not JSON"))?;
+        Ok(Self {
+            id: decoded.id.map(|raw| raw.get().as_bytes()),
+            result: decoded.result.map(|raw| raw.get().as_bytes()),
+            error: decoded.error,
+        })
     }
 }
 
@@ -597,6 +649,48 @@ mod tests {
     }
 
     #[test]
+    fn responses_give_the_raw_result_or_the_decoded_error() {
+        let body = br#"{"jsonrpc":"2.0","id":7,"result":{"status":"VALID","x":[1,"]"]}}"#;
+        let answer = RpcResponse::from_slice(body).expect("a response");
+        assert_eq!(answer.id, Some(&b"7"[..]));
+        assert_eq!(
+            answer.result,
+            Some(&br#"{"status":"VALID","x":[1,"]"]}"#[..])
+        );
+        assert_eq!(answer.error, None);
+
+        let body = br#"{"id":"a","error":{"code":-38001,"message":"Unknown payload","data":{}},"result":null}"#;
+        let answer = RpcResponse::from_slice(body).expect("a response");
+        assert_eq!(answer.result, None, "a null result is no result");
+        assert_eq!(
+            answer.error,
+            Some(ErrorObject {
+                code: -38001,
+                message: "Unknown payload".into()
+            })
+        );
+
+        let escaped = br#"{"id":1,"re\u0073ult":"0x1"}"#;
+        let answer = RpcResponse::from_slice(escaped).expect("escaped keys are decoded");
+        assert_eq!(answer.result, Some(&br#""0x1""#[..]));
+    }
+
+    #[test]
+    fn broken_responses_are_refused() {
+        for body in [
+            &br#"{"result":1,"result":2}"#[..],
+            br#"[{"result":1}]"#,
+            br#"{"result":[1}"#,
+            br#"{"result":1} x"#,
+            br#"{"error":{"code":"x"}}"#,
+            br#"{"result":"0x1"#,
+            b"",
+        ] {
+            assert!(RpcResponse::from_slice(body).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
     fn join_batch_keeps_order_and_skips_notifications() {
         let joined = join_batch([&b"{\"id\":1}\n"[..], b"", b"{\"id\":2}"]);
         assert_eq!(&joined[..], br#"[{"id":1},{"id":2}]"#);
@@ -664,6 +758,34 @@ mod properties {
             match id {
                 None => prop_assert!(call.is_notification()),
                 Some(id) => prop_assert_eq!(serde_json::from_slice::<Value>(call.id()).ok(), Some(id)),
+            }
+        }
+
+        /// Whatever serde writes as an answer, the scan reads the same result and error as
+        /// serde's own decode.
+        #[test]
+        fn responses_agree_with_serde(result in json_value(), code: i32, message in ".{0,12}", failed: bool, pretty: bool) {
+            let mut envelope = serde_json::Map::new();
+            envelope.insert("jsonrpc".into(), Value::from("2.0"));
+            envelope.insert("id".into(), Value::from(1));
+            if failed {
+                envelope.insert("error".into(), serde_json::json!({"code": code, "message": message}));
+            } else {
+                envelope.insert("result".into(), result.clone());
+            }
+            let value = Value::Object(envelope);
+            let text = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.unwrap_or_default();
+            let Ok(answer) = RpcResponse::from_slice(&text) else {
+                return Err(TestCaseError::fail("a valid response was refused"));
+            };
+            if failed {
+                prop_assert_eq!(answer.result, None);
+                prop_assert_eq!(answer.error, Some(ErrorObject { code, message }));
+            } else {
+                prop_assert_eq!(answer.error, None);
+                let ours: Option<Value> = answer.result.map(|raw| serde_json::from_slice(raw).unwrap_or(Value::Bool(false)));
+                let theirs = Some(serde_json::from_slice::<Value>(&serde_json::to_vec(&result).unwrap_or_default()).unwrap_or(Value::Null)).filter(|v| !v.is_null());
+                prop_assert_eq!(ours, theirs);
             }
         }
 

@@ -173,5 +173,5 @@ fn result_of(body: Bytes) -> Result<Bytes, BuilderError> {
     let result = answer
         .result
         .ok_or_else(|| BuilderError::Malformed("neither result nor error".into()))?;
-    Ok(body.slice_ref(result.get().as_bytes()))
+    Ok(body.slice_ref(result))
 }

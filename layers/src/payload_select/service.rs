@@ -606,7 +606,7 @@ where
     let status = RpcResponse::from_slice(&bytes)
         .ok()
         .and_then(|answer| answer.result)
-        .and_then(|result| serde_json::from_str::<PayloadStatus>(result.get()).ok());
+        .and_then(|result| serde_json::from_slice::<PayloadStatus>(result).ok());
     match status.map(|s| s.status) {
         Some(PayloadStatusEnum::Valid) => Ok(()),
         Some(PayloadStatusEnum::Invalid { .. }) => Err("invalid"),
