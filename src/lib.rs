@@ -76,6 +76,11 @@ pub async fn run(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    let metrics_addr = listeners
+        .metrics
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     // Installed before anything registers a metric: series registered earlier would be lost.
     let exporter = match listeners.metrics {
         Some(_) => Some(metrics::install().map_err(std::io::Error::other)?),
@@ -93,6 +98,7 @@ pub async fn run(
         target: "switchyard",
         %addr,
         admin = admin_addr.map(|a| a.to_string()),
+        metrics = metrics_addr.map(|a| a.to_string()),
         l2 = %config.l2.url,
         builders = config.builders.len(),
         mode = %parts.mode.get(),
