@@ -113,6 +113,8 @@ struct Process {
     secret: Option<[u8; 32]>,
     /// Where callgrind writes this process's counts (`LOAD_CALLGRIND`), if it runs under it.
     callgrind: Option<std::path::PathBuf>,
+    /// switchyard's metrics address.
+    metrics: Option<String>,
 }
 
 impl Process {
@@ -207,6 +209,33 @@ fn proxy_command(program: &std::path::Path, name: &str) -> (Command, Option<std:
     }
 }
 
+impl Process {
+    /// switchyard's getPayload decisions so far, from its metrics
+    /// (`switchyard_payload_decisions_total`, by `source`).
+    async fn decisions(&self) -> Option<Decisions> {
+        let url = format!("http://{}/metrics", self.metrics.as_ref()?);
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let response = client.get(url.parse().ok()?).await.ok()?;
+        let page = response.into_body().collect().await.ok()?.to_bytes();
+        let mut decisions = Decisions::default();
+        for line in String::from_utf8_lossy(&page).lines() {
+            let Some(labels) = line.strip_prefix("switchyard_payload_decisions_total{") else {
+                continue;
+            };
+            let count = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            decisions.all += count;
+            if labels.contains("source=\"builder\"") {
+                decisions.builder += count;
+            }
+        }
+        Some(decisions)
+    }
+}
+
 fn callgrind_control(action: &str, pid: u32) {
     let _ = Command::new("callgrind_control")
         .args([action, &pid.to_string()])
@@ -251,6 +280,7 @@ fn spawn(mut command: Command, callgrind: Option<std::path::PathBuf>, args: &[&s
         addr: words[1].to_owned(),
         secret,
         callgrind,
+        metrics: None,
     }
 }
 
@@ -297,13 +327,14 @@ fn spawn_switchyard(binary: &str, name: &str, l2: &Process, builder: &Process) -
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
+    let (addr, metrics) = loop {
         let line = lines.next().unwrap().unwrap();
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
         if event["message"] == "listening" {
-            break event["addr"].as_str().unwrap().to_owned();
+            let metrics = event["metrics"].as_str().map(str::to_owned);
+            break (event["addr"].as_str().unwrap().to_owned(), metrics);
         }
     };
     // LOAD_LOG=<file> keeps switchyard's log (its decision lines carry each stage's latency).
@@ -323,6 +354,7 @@ fn spawn_switchyard(binary: &str, name: &str, l2: &Process, builder: &Process) -
         addr,
         secret: None,
         callgrind,
+        metrics,
     }
 }
 
@@ -591,9 +623,23 @@ impl Setup {
     }
 }
 
-/// A configuration's samples, the proxy's peak RSS (KiB), CPU seconds over the workload and
-/// instructions executed (under callgrind).
-type Measured = (Samples, Option<u64>, Option<f64>, Option<u64>);
+/// A configuration's samples, and what its proxy did over the workload: peak RSS, CPU seconds,
+/// instructions executed (under callgrind), getPayload decisions (switchyard's).
+#[derive(Default)]
+struct Measured {
+    samples: Samples,
+    peak_rss_kib: Option<u64>,
+    cpu_seconds: Option<f64>,
+    instructions: Option<u64>,
+    /// getPayloads answered over the workload, and how many with the builder's payload.
+    decisions: Option<Decisions>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Decisions {
+    all: u64,
+    builder: u64,
+}
 
 struct Row {
     workload: String,
@@ -623,8 +669,13 @@ where
 {
     eprint!("{workload}: ");
     let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
+    let mut decisions_before = BTreeMap::new();
     for config in setup.configs() {
         if let Some(p) = setup.proxy(config) {
+            // Read before the count is zeroed: the metrics page is not the workload's.
+            if let Some(decisions) = p.decisions().await {
+                decisions_before.insert(config, decisions);
+            }
             p.reset_peak_rss();
             p.zero_instructions();
         }
@@ -637,9 +688,9 @@ where
             let samples = run(url, secret).await;
             let cpu = cpu_before.zip(proxy.and_then(Process::cpu_seconds));
             let entry = results.entry(config).or_default();
-            entry.0.merge(samples);
+            entry.samples.merge(samples);
             if let Some((before, after)) = cpu {
-                *entry.2.get_or_insert(0.0) += after - before;
+                *entry.cpu_seconds.get_or_insert(0.0) += after - before;
             }
             eprint!(".");
         }
@@ -647,9 +698,17 @@ where
     for config in setup.configs() {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
         let instructions = setup.proxy(config).and_then(Process::instructions);
+        let decisions = match (setup.proxy(config), decisions_before.get(config)) {
+            (Some(p), Some(before)) => p.decisions().await.map(|after| Decisions {
+                all: after.all - before.all,
+                builder: after.builder - before.builder,
+            }),
+            _ => None,
+        };
         if let Some(entry) = results.get_mut(config) {
-            entry.1 = peak;
-            entry.3 = instructions;
+            entry.peak_rss_kib = peak;
+            entry.instructions = instructions;
+            entry.decisions = decisions;
         }
     }
     eprintln!();
@@ -660,12 +719,41 @@ where
     }
 }
 
+/// For block cycles: how many getPayloads switchyard answered with the builder's payload (the
+/// figures above measure the builder path only when it is all of them).
+fn print_decisions(rows: &[Row]) {
+    let measured = |row: &Row, config: &str| {
+        row.results
+            .get(config)
+            .and_then(|m| m.decisions)
+            .filter(|d| d.all > 0)
+    };
+    if !rows
+        .iter()
+        .any(|row| row.configs().any(|c| measured(row, c).is_some()))
+    {
+        return;
+    }
+    println!("\n| workload | proxy | getPayloads | with the builder's payload |");
+    println!("|---|---|---:|---:|");
+    for row in rows {
+        for config in row.configs() {
+            if let Some(d) = measured(row, config) {
+                println!(
+                    "| {} | {config} | {} | {} |",
+                    row.workload, d.all, d.builder
+                );
+            }
+        }
+    }
+}
+
 /// Under `LOAD_CALLGRIND`: each proxy's instructions per operation, and their ratio to the bare
 /// forwarder's for the same workload.
 fn print_instructions(rows: &[Row]) {
     let per_op = |row: &Row, config: &str| {
-        let (samples, _, _, instructions) = row.results.get(config)?;
-        Some((*instructions)? as f64 / samples.latencies.len().max(1) as f64)
+        let measured = row.results.get(config)?;
+        Some(measured.instructions? as f64 / measured.samples.latencies.len().max(1) as f64)
     };
     if !rows.iter().any(|row| per_op(row, "bare").is_some()) {
         return;
@@ -690,9 +778,14 @@ fn print(rows: &[Row]) {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let direct = &row.results["direct"].0;
+        let direct = &row.results["direct"].samples;
         for config in row.configs() {
-            let (samples, rss, cpu, _) = &row.results[config];
+            let Measured {
+                samples,
+                peak_rss_kib: rss,
+                cpu_seconds: cpu,
+                ..
+            } = &row.results[config];
             println!(
                 "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} | {} |",
                 row.workload,
@@ -711,17 +804,18 @@ fn print(rows: &[Row]) {
         }
     }
     print_steps(rows);
+    print_decisions(rows);
     print_instructions(rows);
     println!(
         "\n| workload | proxy | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max |"
     );
     println!("|---|---|---:|---:|---:|---|");
     for row in rows {
-        let direct = &row.results["direct"].0;
-        let bare = &row.results["bare"].0;
+        let direct = &row.results["direct"].samples;
+        let bare = &row.results["bare"].samples;
         let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
         for config in row.configs().filter(|c| !["direct", "bare"].contains(c)) {
-            let ours = &row.results[config].0;
+            let ours = &row.results[config].samples;
             // The same ratio within each round (all configurations ran back to back in it).
             let mut per_round: Vec<f64> = ours
                 .round_p50s
@@ -749,7 +843,7 @@ fn print(rows: &[Row]) {
 fn print_steps(rows: &[Row]) {
     let rows: Vec<&Row> = rows
         .iter()
-        .filter(|row| !row.results["direct"].0.steps[0].is_empty())
+        .filter(|row| !row.results["direct"].samples.steps[0].is_empty())
         .collect();
     if rows.is_empty() {
         return;
@@ -759,9 +853,9 @@ fn print_steps(rows: &[Row]) {
     );
     println!("|---|---|---:|---:|---:|---:|---|");
     for row in rows {
-        let direct = &row.results["direct"].0.steps;
+        let direct = &row.results["direct"].samples.steps;
         for config in row.configs() {
-            let steps = &row.results[config].0.steps;
+            let steps = &row.results[config].samples.steps;
             let p50: Vec<f64> = steps.iter().map(|s| percentile(s, 0.5)).collect();
             let added: Vec<String> = p50
                 .iter()
