@@ -698,12 +698,13 @@ mod tests {
 }
 
 #[cfg(test)]
-mod properties {
+pub(crate) mod properties {
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
 
-    fn json_value() -> impl Strategy<Value = Value> {
+    /// Any JSON value, a few levels deep (for the scanners' agreement with serde).
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),

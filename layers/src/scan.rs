@@ -489,24 +489,9 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
+    use crate::jsonrpc::properties::json_value;
     use proptest::prelude::*;
     use serde_json::Value;
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            ".{0,12}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(3, 24, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(".{0,6}", inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
@@ -520,9 +505,11 @@ mod properties {
             let Ok((head, rest)) = head_and_rest(&text) else {
                 return Err(TestCaseError::fail("a valid array was refused"));
             };
+            // Both sides through serde's float parsing, which does not round-trip exactly.
             let read = |span: Range<usize>| serde_json::from_slice::<Value>(&text[span]).ok();
-            prop_assert_eq!(read(head), Some(first));
-            prop_assert_eq!(rest.and_then(read), second);
+            let again = |v: &Value| serde_json::from_slice::<Value>(&serde_json::to_vec(v).unwrap_or_default()).ok();
+            prop_assert_eq!(read(head), again(&first));
+            prop_assert_eq!(rest.and_then(read), second.as_ref().and_then(again));
         }
 
         /// Any bytes: an answer, never a panic; spans always lie inside the text.
