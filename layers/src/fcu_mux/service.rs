@@ -19,7 +19,7 @@ use crate::{
     body::{self, RpcBody},
     builder::{Builder, BuilderError, ExecutionMode, LaneError, Reply},
     engine::{self, EngineMethod},
-    jsonrpc::RpcCall,
+    jsonrpc::{RpcCall, RpcResponse},
     scan,
 };
 
@@ -56,34 +56,20 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-/// The payload id in op-geth's answer to a forkchoice update, found by a scan of the answer's
-/// members and then the result's: op-node waits for this answer. Anything the scan cannot read
-/// goes to the decode.
+/// The payload id in op-geth's answer to a forkchoice update: the answer read as any upstream
+/// answer is, then the result's members scanned for it (decoded when the scan cannot read them).
+/// op-node waits for this answer.
 fn payload_id(answer: &[u8]) -> Option<PayloadId> {
-    scanned_payload_id(answer).or_else(|| decoded_payload_id(answer))
-}
-
-fn scanned_payload_id(answer: &[u8]) -> Option<PayloadId> {
-    let [result] = scan::members_loosely(answer, [b"result"]).ok()?;
-    let result = &answer[result?];
-    let [id] = scan::members_loosely(result, [b"payloadId"]).ok()?;
-    serde_json::from_slice(&result[id?]).ok()
-}
-
-fn decoded_payload_id(answer: &[u8]) -> Option<PayloadId> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        result: Option<Updated>,
-    }
     #[derive(serde::Deserialize)]
     struct Updated {
         #[serde(rename = "payloadId")]
         payload_id: Option<PayloadId>,
     }
-    serde_json::from_slice::<Answer>(answer)
-        .ok()?
-        .result?
-        .payload_id
+    let result = RpcResponse::from_slice(answer).ok()?.result?;
+    match scan::members_loosely(result, [b"payloadId"]) {
+        Ok([id]) => serde_json::from_slice(&result[id?]).ok(),
+        Err(_) => serde_json::from_slice::<Updated>(result).ok()?.payload_id,
+    }
 }
 
 fn builder_answer(result: Result<Bytes, BuilderError>) -> BuilderFcu {
