@@ -149,6 +149,31 @@ impl Process {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
     }
 
+    /// switchyard's getPayload decisions so far, from its metrics
+    /// (`switchyard_payload_decisions_total`, by `source`).
+    async fn decisions(&self) -> Option<Decisions> {
+        let url = format!("http://{}/metrics", self.metrics.as_ref()?);
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let response = client.get(url.parse().ok()?).await.ok()?;
+        let page = response.into_body().collect().await.ok()?.to_bytes();
+        let mut decisions = Decisions::default();
+        for line in String::from_utf8_lossy(&page).lines() {
+            let Some(labels) = line.strip_prefix("switchyard_payload_decisions_total{") else {
+                continue;
+            };
+            let count = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            decisions.all += count;
+            if labels.contains("source=\"builder\"") {
+                decisions.builder += count;
+            }
+        }
+        Some(decisions)
+    }
+
     /// Under callgrind: zeroes its instruction count, so that what follows is counted alone.
     fn zero_instructions(&self) {
         if self.callgrind.is_some() {
@@ -206,33 +231,6 @@ fn proxy_command(program: &std::path::Path, name: &str) -> (Command, Option<std:
             (command, Some(base))
         }
         None => (Command::new(program), None),
-    }
-}
-
-impl Process {
-    /// switchyard's getPayload decisions so far, from its metrics
-    /// (`switchyard_payload_decisions_total`, by `source`).
-    async fn decisions(&self) -> Option<Decisions> {
-        let url = format!("http://{}/metrics", self.metrics.as_ref()?);
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let response = client.get(url.parse().ok()?).await.ok()?;
-        let page = response.into_body().collect().await.ok()?.to_bytes();
-        let mut decisions = Decisions::default();
-        for line in String::from_utf8_lossy(&page).lines() {
-            let Some(labels) = line.strip_prefix("switchyard_payload_decisions_total{") else {
-                continue;
-            };
-            let count = line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0) as u64;
-            decisions.all += count;
-            if labels.contains("source=\"builder\"") {
-                decisions.builder += count;
-            }
-        }
-        Some(decisions)
     }
 }
 
