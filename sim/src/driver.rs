@@ -444,17 +444,39 @@ impl Sequencer {
     ///
     /// On any failure of any step (see the [module docs](self)).
     pub async fn step(&mut self) -> Result<BlockReport, DriverError> {
+        self.step_via(None).await
+    }
+
+    /// [`Sequencer::step`], with this driver itself also making the exchanges a builder sidecar
+    /// makes for op-node: see [`BuilderPath`]. Each step's latency is what op-node would wait
+    /// for behind a sidecar that cost nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sequencer::step`]; a builder that fails only costs its payload (op-geth's is used).
+    pub async fn step_with_builder(
+        &mut self,
+        builder: &mut BuilderPath,
+    ) -> Result<BlockReport, DriverError> {
+        self.step_via(Some(builder)).await
+    }
+
+    async fn step_via(
+        &mut self,
+        mut builder: Option<&mut BuilderPath>,
+    ) -> Result<BlockReport, DriverError> {
         let forks = self.config.spec.forks;
         let attrs = self.next_attributes();
         let timestamp = attrs.payload_attributes.timestamp;
         let number = self.head.number + 1;
 
         let method = format!("engine_forkchoiceUpdatedV{}", forks.fcu_version(timestamp));
+        let params = json!([self.fork_choice(self.head.hash), attrs]);
         let started = Instant::now();
-        let updated: ForkchoiceUpdated = self
-            .client
-            .call(&method, json!([self.fork_choice(self.head.hash), attrs]))
-            .await?;
+        if let Some(builder) = builder.as_deref_mut() {
+            builder.relay(&method, params.clone());
+        }
+        let updated: ForkchoiceUpdated = self.client.call(&method, params).await?;
         let fcu = started.elapsed();
         let payload_id = expect_valid_id(&method, &updated)?;
 
@@ -463,9 +485,21 @@ impl Sequencer {
         }
 
         let get_version = forks.get_payload_version(timestamp);
+        let new_version = forks.new_payload_version(timestamp);
         let method = format!("engine_getPayloadV{get_version}");
         let started = Instant::now();
-        let raw = self.client.call_raw(&method, &json!([payload_id])).await?;
+        let local_params = json!([payload_id]);
+        let local = self.client.call_raw(&method, &local_params);
+        let raw = match builder.as_deref_mut() {
+            None => local.await?,
+            Some(builder) => {
+                let built = builder.payload(&method, new_version, &self.client);
+                match tokio::join!(local, built) {
+                    (_, Some(built)) => built,
+                    (local, None) => local?,
+                }
+            }
+        };
         let get_payload = started.elapsed();
         let envelope: RawEnvelope<'_> =
             serde_json::from_slice(&raw).map_err(|e| DriverError::Decode {
@@ -481,21 +515,12 @@ impl Sequencer {
             forks.at(timestamp),
         )?;
 
-        let new_version = forks.new_payload_version(timestamp);
         let method = format!("engine_newPayloadV{new_version}");
-        let payload_json = envelope.execution_payload;
-        let beacon = envelope.parent_beacon_block_root.unwrap_or_default();
-        let params = match new_version {
-            2 => format!("[{}]", payload_json.get()),
-            3 => format!("[{},[],\"{beacon}\"]", payload_json.get()),
-            _ => format!("[{},[],\"{beacon}\",[]]", payload_json.get()),
-        };
-        let params: serde_json::Value =
-            serde_json::from_str(&params).map_err(|e| DriverError::Decode {
-                method: method.clone(),
-                reason: e.to_string(),
-            })?;
+        let params = new_payload_params(&method, new_version, &envelope)?;
         let started = Instant::now();
+        if let Some(builder) = builder.as_deref_mut() {
+            builder.relay(&method, params.clone());
+        }
         let status: PayloadStatus = self.client.call(&method, params).await?;
         let new_payload = started.elapsed();
         if status.status != PayloadStatusEnum::Valid {
@@ -506,11 +531,12 @@ impl Sequencer {
         }
 
         let method = "engine_forkchoiceUpdatedV3".to_owned();
+        let params = json!([self.fork_choice(checked.hash), null]);
         let started = Instant::now();
-        let updated: ForkchoiceUpdated = self
-            .client
-            .call(&method, json!([self.fork_choice(checked.hash), null]))
-            .await?;
+        if let Some(builder) = builder.as_deref_mut() {
+            builder.relay(&method, params.clone());
+        }
+        let updated: ForkchoiceUpdated = self.client.call(&method, params).await?;
         let fcu_head = started.elapsed();
         if updated.payload_status.status != PayloadStatusEnum::Valid {
             return Err(DriverError::Status {
@@ -568,19 +594,9 @@ impl Sequencer {
                 method: "follow".into(),
                 reason: e.to_string(),
             })?;
-        let beacon = envelope.parent_beacon_block_root.unwrap_or_default();
         let version = forks.new_payload_version(timestamp);
-        let params = match version {
-            2 => format!("[{}]", envelope.execution_payload.get()),
-            3 => format!("[{},[],\"{beacon}\"]", envelope.execution_payload.get()),
-            _ => format!("[{},[],\"{beacon}\",[]]", envelope.execution_payload.get()),
-        };
         let method = format!("engine_newPayloadV{version}");
-        let params: serde_json::Value =
-            serde_json::from_str(&params).map_err(|e| DriverError::Decode {
-                method: method.clone(),
-                reason: e.to_string(),
-            })?;
+        let params = new_payload_params(&method, version, &envelope)?;
         let status: PayloadStatus = self.client.call(&method, params).await?;
         if status.status != PayloadStatusEnum::Valid {
             return Err(DriverError::Status {
@@ -606,6 +622,95 @@ impl Sequencer {
         };
         self.recent.push_back(block.hash);
         Ok(())
+    }
+}
+
+/// `engine_newPayload`'s params (of `version`) for a getPayload answer's payload.
+fn new_payload_params(
+    method: &str,
+    version: u8,
+    envelope: &RawEnvelope<'_>,
+) -> Result<serde_json::Value, DriverError> {
+    let payload = envelope.execution_payload.get();
+    let beacon = envelope.parent_beacon_block_root.unwrap_or_default();
+    let params = match version {
+        2 => format!("[{payload}]"),
+        3 => format!("[{payload},[],\"{beacon}\"]"),
+        _ => format!("[{payload},[],\"{beacon}\",[]]"),
+    };
+    serde_json::from_str(&params).map_err(|e| DriverError::Decode {
+        method: method.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The exchanges a builder sidecar makes for op-node, made by the driver itself: a floor for
+/// what any sidecar adds, since these cost the same behind one and it adds its own hop on top.
+///
+/// With [`Sequencer::step_with_builder`]: every forkchoice update and `newPayload` also goes to
+/// the builder, in order, without op-node waiting for it (boost sync); getPayload asks op-geth
+/// and, at once, the builder (for the payload its forkchoice update started), has op-geth
+/// validate the builder's payload, and uses it if valid. The driver checks whichever it uses.
+#[derive(Debug)]
+pub struct BuilderPath {
+    builder: EngineClient,
+    /// The last call relayed; the next waits for it (the builder sees them in order).
+    last: Option<tokio::task::JoinHandle<Option<RawBytes>>>,
+    /// getPayloads, and those answered with the builder's payload.
+    pub payloads: (u64, u64),
+}
+
+impl BuilderPath {
+    /// A builder path to `builder`.
+    pub fn new(builder: EngineClient) -> Self {
+        Self {
+            builder,
+            last: None,
+            payloads: (0, 0),
+        }
+    }
+
+    fn relay(&mut self, method: &str, params: serde_json::Value) {
+        let previous = self.last.take();
+        let client = self.builder.clone();
+        let method = method.to_owned();
+        self.last = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            client.call_raw(&method, &params).await.ok()
+        }));
+    }
+
+    /// Waits until the builder has answered every call relayed so far.
+    pub async fn settle(&mut self) {
+        if let Some(last) = self.last.take() {
+            let _ = last.await;
+        }
+    }
+
+    /// The builder's payload for the forkchoice update relayed last, once op-geth (`l2`) has
+    /// validated it; `None` if any step fails.
+    async fn payload(
+        &mut self,
+        get_method: &str,
+        new_version: u8,
+        l2: &EngineClient,
+    ) -> Option<RawBytes> {
+        self.payloads.0 += 1;
+        let updated = self.last.take()?.await.ok()??;
+        let updated: ForkchoiceUpdated = serde_json::from_slice(&updated).ok()?;
+        let id = expect_valid_id(get_method, &updated).ok()?;
+        let raw = self.builder.call_raw(get_method, &json!([id])).await.ok()?;
+        let envelope: RawEnvelope<'_> = serde_json::from_slice(&raw).ok()?;
+        let method = format!("engine_newPayloadV{new_version}");
+        let params = new_payload_params(&method, new_version, &envelope).ok()?;
+        let status: PayloadStatus = l2.call(&method, params).await.ok()?;
+        if status.status != PayloadStatusEnum::Valid {
+            return None;
+        }
+        self.payloads.1 += 1;
+        Some(raw)
     }
 }
 

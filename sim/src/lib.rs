@@ -62,7 +62,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 pub use auth::{now as unix_now, random_secret, secret_hex, token, token_hs384};
 pub use chain::Block;
-pub use driver::{BlockReport, DriverError, EngineClient, Sequencer, SequencerConfig};
+pub use driver::{BlockReport, BuilderPath, DriverError, EngineClient, Sequencer, SequencerConfig};
 pub use engine::{Network, PayloadIdScheme, Profile};
 pub use faults::{Fault, FaultRule, Faults, Scope, Tamper};
 pub use log::{LogEntry, RequestLog};

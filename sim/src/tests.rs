@@ -9,8 +9,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    ChainSpec, DriverError, EngineClient, EngineSim, Fault, Fork, Forks, Network, PayloadIdScheme,
-    Sequencer, SequencerConfig, SimConfig, Tamper, auth,
+    BuilderPath, ChainSpec, DriverError, EngineClient, EngineSim, Fault, Fork, Forks, Network,
+    PayloadIdScheme, Sequencer, SequencerConfig, SimConfig, Tamper, auth,
 };
 
 fn spec(last: Fork) -> ChainSpec {
@@ -141,6 +141,38 @@ async fn builder_blocks_differ_from_local_ones_and_are_still_valid() {
         .await
         .expect("newPayload");
     assert_eq!(status.status, PayloadStatusEnum::Valid);
+}
+
+#[tokio::test]
+async fn a_driver_with_a_builder_path_uses_the_builders_validated_blocks() {
+    let geth = sim(SimConfig::op_geth(spec(Fork::Isthmus))).await;
+    let builder = sim(SimConfig::builder(spec(Fork::Isthmus))).await;
+    let mut seq = sequencer(&geth).await;
+    let mut path = BuilderPath::new(client(&builder));
+    for _ in 0..3 {
+        let report = seq.step_with_builder(&mut path).await.expect("step");
+        assert!(
+            report.tx_count > 1,
+            "the builder adds transactions of its own"
+        );
+    }
+    path.settle().await;
+    assert_eq!(path.payloads, (3, 3));
+    assert_eq!(geth.head().header.number, 3);
+    assert_eq!(builder.head().hash, geth.head().hash, "the builder follows");
+
+    // A builder whose payloads fail costs only its payload: op-geth's is used.
+    builder
+        .faults()
+        .add(Fault::MalformedJson.on("engine_getPayloadV4"));
+    let report = seq.step_with_builder(&mut path).await.expect("step");
+    assert_eq!(
+        report.tx_count, 1,
+        "op-geth's block: the L1-info deposit alone"
+    );
+    assert_eq!(path.payloads, (4, 3));
+    path.settle().await;
+    assert_eq!(builder.head().hash, geth.head().hash);
 }
 
 #[tokio::test]
