@@ -20,6 +20,14 @@
 //! and switchyard's added latency as a ratio of the bare forwarder's; for block cycles, also each
 //! step's (FCU+attributes, getPayload, newPayload, FCU), to show where the addition goes.
 //!
+//! Block cycles also run a fourth configuration, *floor*: direct, with the load generator itself
+//! making the exchanges switchyard makes on the builder path (the builder's forkchoice updates and
+//! payload, op-geth's validation of it, boost sync; `switchyard_sim::BuilderPath`) against its own
+//! op-geth and builder simulators. It is what those exchanges cost on this machine with no proxy
+//! at all, the simulators' work on them included: a proxy adds its own hop on top, so switchyard's
+//! added latency beyond the floor's is what it adds as a proxy, to be set against the bare
+//! forwarder's. Each configuration's simulators' CPU per operation is reported next to the proxy's.
+//!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
 //! after measured in one run. `LOAD_ONLY=eth|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
@@ -50,7 +58,7 @@ use hyper_util::{
 };
 use serde_json::json;
 use switchyard_sim::{
-    BlockReport, ChainSpec, EngineClient, EngineSim, Fault, Fork, Forks, Sequencer,
+    BlockReport, BuilderPath, ChainSpec, EngineClient, EngineSim, Fault, Fork, Forks, Sequencer,
     SequencerConfig, SimConfig, secret_hex,
 };
 use tokio::time::Instant;
@@ -376,6 +384,8 @@ struct Samples {
     steps: [Vec<f64>; 4],
     /// Each merged round's own p50, in run order: how far rounds of one run drift apart.
     round_p50s: Vec<f64>,
+    /// The floor's getPayloads, and those answered with the builder's payload.
+    decisions: Option<Decisions>,
 }
 
 impl Samples {
@@ -385,6 +395,11 @@ impl Samples {
         self.seconds += other.seconds;
         for (mine, theirs) in self.steps.iter_mut().zip(other.steps) {
             mine.extend(theirs);
+        }
+        if let Some(theirs) = other.decisions {
+            let mine: &mut Decisions = self.decisions.get_or_insert_default();
+            mine.all += theirs.all;
+            mine.builder += theirs.builder;
         }
     }
 
@@ -435,9 +450,21 @@ async fn gather<T>(tasks: Vec<tokio::task::JoinHandle<Vec<T>>>, started: Instant
 where
     T: Into<Sample>,
 {
-    let mut samples = Samples::default();
+    let mut per_task = Vec::with_capacity(tasks.len());
     for task in tasks {
-        for sample in task.await.unwrap() {
+        per_task.push(task.await.unwrap());
+    }
+    gather_done(per_task, started)
+}
+
+/// [`gather`], of tasks already done.
+fn gather_done<T>(per_task: Vec<Vec<T>>, started: Instant) -> Samples
+where
+    T: Into<Sample>,
+{
+    let mut samples = Samples::default();
+    for task in per_task {
+        for sample in task {
             let sample: Sample = sample.into();
             samples.latencies.push(sample.total);
             for (steps, step) in samples
@@ -506,31 +533,61 @@ async fn fcus(url: &str, secret: [u8; 32], n: usize) -> Samples {
     samples
 }
 
-/// Whole block cycles; `concurrency` sequencers on sibling forks (distinct fee recipients).
-async fn cycles(url: &str, secret: [u8; 32], concurrency: usize, per_task: usize) -> Samples {
+/// Whole block cycles; `concurrency` sequencers on sibling forks (distinct fee recipients). With
+/// the target's builder (the floor), each makes the builder path's exchanges itself.
+async fn cycles(target: &Target, concurrency: usize, per_task: usize) -> Samples {
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|i| {
-            let url = url.to_owned();
+            let target = target.clone();
             tokio::spawn(async move {
                 let mut config = SequencerConfig::new(chain_spec());
                 config.fee_recipient = alloy_primitives::Address::with_last_byte(i as u8 + 1);
-                let mut seq = Sequencer::connect(&url, secret, config).await.unwrap();
+                let mut seq = Sequencer::connect(&target.url, target.secret, config)
+                    .await
+                    .unwrap();
+                let mut path = target.builder.as_ref().map(|(url, secret)| {
+                    BuilderPath::new(EngineClient::new(url, *secret).unwrap())
+                });
                 let mut latencies = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
-                    latencies.push(Sample::from(&seq.step().await.unwrap()));
+                    let report = match &mut path {
+                        Some(path) => seq.step_with_builder(path).await,
+                        None => seq.step().await,
+                    };
+                    latencies.push(Sample::from(&report.unwrap()));
                 }
-                latencies
+                if let Some(path) = &mut path {
+                    path.settle().await;
+                }
+                let decisions = path.map(|path| Decisions {
+                    all: path.payloads.0,
+                    builder: path.payloads.1,
+                });
+                (latencies, decisions)
             })
         })
         .collect();
-    gather(tasks, started).await
+    let mut decisions = None;
+    let mut per_task = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (latencies, task_decisions) = task.await.unwrap();
+        if let Some(d) = task_decisions {
+            let sum: &mut Decisions = decisions.get_or_insert_default();
+            sum.all += d.all;
+            sum.builder += d.builder;
+        }
+        per_task.push(latencies);
+    }
+    let mut samples = gather_done(per_task, started);
+    samples.decisions = decisions;
+    samples
 }
 
 // === orchestration ===
 
 /// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
-const CONFIGS: [&str; 4] = ["direct", "bare", "switchyard", "candidate"];
+const CONFIGS: [&str; 5] = ["direct", "floor", "bare", "switchyard", "candidate"];
 
 /// `LOAD_CANDIDATE=<switchyard binary>`: another build of switchyard, run as a fourth
 /// configuration (its own op-geth and builder simulators) so that a change is measured against
@@ -544,6 +601,8 @@ fn candidate_binary() -> Option<String> {
 struct Setup {
     sims: Vec<Process>,
     builder: Process,
+    /// The floor's op-geth and builder.
+    floor: (Process, Process),
     bare: Process,
     switchyard: Process,
     /// The candidate's op-geth, builder and switchyard.
@@ -556,6 +615,7 @@ impl Setup {
         let sim = |profile: &str| spawn_self(&["--serve-sim", profile, &filler[0], &filler[1]]);
         let sims = vec![sim("op-geth"), sim("op-geth"), sim("op-geth")];
         let builder = sim("builder");
+        let floor = (sim("op-geth"), sim("builder"));
         let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
         let switchyard = spawn_switchyard(
             env!("CARGO_BIN_EXE_switchyard"),
@@ -571,18 +631,22 @@ impl Setup {
         Self {
             sims,
             builder,
+            floor,
             bare,
             switchyard,
             candidate,
         }
     }
 
-    /// The configurations this setup runs.
-    fn configs(&self) -> impl Iterator<Item = &'static str> + use<> {
+    /// The configurations this setup runs; the floor only for block cycles (for other calls it
+    /// is direct).
+    fn configs(&self, cycles: bool) -> impl Iterator<Item = &'static str> + use<> {
         let with_candidate = self.candidate.is_some();
-        CONFIGS
-            .into_iter()
-            .filter(move |config| with_candidate || *config != "candidate")
+        CONFIGS.into_iter().filter(move |config| match *config {
+            "candidate" => with_candidate,
+            "floor" => cycles,
+            _ => true,
+        })
     }
 
     /// Every builder simulator.
@@ -590,24 +654,41 @@ impl Setup {
         std::iter::once(&self.builder).chain(self.candidate.iter().map(|(_, builder, _)| builder))
     }
 
-    fn target(&self, config: &str) -> (String, [u8; 32]) {
+    fn target(&self, config: &str) -> Target {
+        let at = |process: &Process, l2: &Process| Target {
+            url: format!("http://{}", process.addr),
+            secret: l2.secret.unwrap(),
+            builder: None,
+        };
         match config {
-            "direct" => (
-                format!("http://{}", self.sims[0].addr),
-                self.sims[0].secret.unwrap(),
-            ),
-            "bare" => (
-                format!("http://{}", self.bare.addr),
-                self.sims[1].secret.unwrap(),
-            ),
+            "direct" => at(&self.sims[0], &self.sims[0]),
+            "floor" => {
+                let (l2, builder) = &self.floor;
+                Target {
+                    builder: Some((format!("http://{}", builder.addr), builder.secret.unwrap())),
+                    ..at(l2, l2)
+                }
+            }
+            "bare" => at(&self.bare, &self.sims[1]),
             "candidate" => {
                 let (l2, _, switchyard) = self.candidate.as_ref().unwrap();
-                (format!("http://{}", switchyard.addr), l2.secret.unwrap())
+                at(switchyard, l2)
             }
-            _ => (
-                format!("http://{}", self.switchyard.addr),
-                self.sims[2].secret.unwrap(),
-            ),
+            _ => at(&self.switchyard, &self.sims[2]),
+        }
+    }
+
+    /// The simulators a configuration's calls reach.
+    fn upstreams(&self, config: &str) -> Vec<&Process> {
+        match config {
+            "direct" => vec![&self.sims[0]],
+            "floor" => vec![&self.floor.0, &self.floor.1],
+            "bare" => vec![&self.sims[1]],
+            "candidate" => {
+                let (l2, builder, _) = self.candidate.as_ref().unwrap();
+                vec![l2, builder]
+            }
+            _ => vec![&self.sims[2], &self.builder],
         }
     }
 
@@ -621,19 +702,30 @@ impl Setup {
     }
 }
 
+/// Where a configuration's calls go: the URL (a proxy's or op-geth's) and op-geth's JWT secret;
+/// for the floor, the builder the load generator itself makes the builder path's exchanges with.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    secret: [u8; 32],
+    builder: Option<(String, [u8; 32])>,
+}
+
 /// A configuration's samples, and what its proxy did over the workload: peak RSS, CPU seconds,
-/// instructions executed (under callgrind), getPayload decisions (switchyard's).
+/// instructions executed (under callgrind), getPayload decisions (switchyard's, or the floor's);
+/// and the CPU seconds of the simulators it reaches.
 #[derive(Default)]
 struct Measured {
     samples: Samples,
     peak_rss_kib: Option<u64>,
     cpu_seconds: Option<f64>,
+    simulators_cpu_seconds: f64,
     instructions: Option<u64>,
     /// getPayloads answered over the workload, and how many with the builder's payload.
     decisions: Option<Decisions>,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Decisions {
     all: u64,
     builder: u64,
@@ -662,13 +754,14 @@ async fn run_workload<F, Fut>(
     run: F,
 ) -> Row
 where
-    F: Fn(String, [u8; 32]) -> Fut,
+    F: Fn(Target) -> Fut,
     Fut: std::future::Future<Output = Samples>,
 {
     eprint!("{workload}: ");
+    let cycles = unit == "block";
     let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
     let mut decisions_before = BTreeMap::new();
-    for config in setup.configs() {
+    for config in setup.configs(cycles) {
         if let Some(p) = setup.proxy(config) {
             // Read before the count is zeroed: the metrics page is not the workload's.
             if let Some(decisions) = p.decisions().await {
@@ -678,14 +771,22 @@ where
             p.zero_instructions();
         }
     }
+    let simulators_cpu = |config: &str| -> f64 {
+        setup
+            .upstreams(config)
+            .into_iter()
+            .filter_map(Process::cpu_seconds)
+            .sum()
+    };
     for _ in 0..rounds {
-        for config in setup.configs() {
-            let (url, secret) = setup.target(config);
+        for config in setup.configs(cycles) {
             let proxy = setup.proxy(config);
             let cpu_before = proxy.and_then(Process::cpu_seconds);
-            let samples = run(url, secret).await;
+            let simulators_before = simulators_cpu(config);
+            let samples = run(setup.target(config)).await;
             let cpu = cpu_before.zip(proxy.and_then(Process::cpu_seconds));
             let entry = results.entry(config).or_default();
+            entry.simulators_cpu_seconds += simulators_cpu(config) - simulators_before;
             entry.samples.merge(samples);
             if let Some((before, after)) = cpu {
                 *entry.cpu_seconds.get_or_insert(0.0) += after - before;
@@ -693,7 +794,7 @@ where
             eprint!(".");
         }
     }
-    for config in setup.configs() {
+    for config in setup.configs(cycles) {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
         let instructions = setup.proxy(config).and_then(Process::instructions);
         let decisions = match (setup.proxy(config), decisions_before.get(config)) {
@@ -706,7 +807,7 @@ where
         if let Some(entry) = results.get_mut(config) {
             entry.peak_rss_kib = peak;
             entry.instructions = instructions;
-            entry.decisions = decisions;
+            entry.decisions = decisions.or(entry.samples.decisions);
         }
     }
     eprintln!();
@@ -732,7 +833,7 @@ fn print_decisions(rows: &[Row]) {
     {
         return;
     }
-    println!("\n| workload | proxy | getPayloads | with the builder's payload |");
+    println!("\n| workload | config | getPayloads | with the builder's payload |");
     println!("|---|---|---:|---:|");
     for row in rows {
         for config in row.configs() {
@@ -772,9 +873,9 @@ fn print_instructions(rows: &[Row]) {
 
 fn print(rows: &[Row]) {
     println!(
-        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB) | proxy CPU per op (µs) |"
+        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB) | proxy CPU per op (µs) | simulators' CPU per op (µs) |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let direct = &row.results["direct"].samples;
         for config in row.configs() {
@@ -782,10 +883,12 @@ fn print(rows: &[Row]) {
                 samples,
                 peak_rss_kib: rss,
                 cpu_seconds: cpu,
+                simulators_cpu_seconds: simulators,
                 ..
             } = &row.results[config];
+            let per_op = |seconds: f64| seconds * 1e6 / samples.latencies.len().max(1) as f64;
             println!(
-                "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} | {} |",
+                "| {} | {config} | {:.0} | {:.0} | {:.0} {} | {:+.0} | {:+.0} | {} | {} | {:.0} |",
                 row.workload,
                 samples.percentile(0.5),
                 samples.percentile(0.99),
@@ -794,10 +897,8 @@ fn print(rows: &[Row]) {
                 samples.percentile(0.5) - direct.percentile(0.5),
                 samples.percentile(0.99) - direct.percentile(0.99),
                 rss.map_or("-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
-                cpu.map_or("-".to_owned(), |s| format!(
-                    "{:.0}",
-                    s * 1e6 / samples.latencies.len().max(1) as f64
-                )),
+                cpu.map_or("-".to_owned(), |s| format!("{:.0}", per_op(s))),
+                per_op(*simulators),
             );
         }
     }
@@ -805,12 +906,13 @@ fn print(rows: &[Row]) {
     print_decisions(rows);
     print_instructions(rows);
     println!(
-        "\n| workload | proxy | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max |"
+        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 |"
     );
-    println!("|---|---|---:|---:|---:|---|");
+    println!("|---|---|---:|---:|---:|---|---:|");
     for row in rows {
         let direct = &row.results["direct"].samples;
         let bare = &row.results["bare"].samples;
+        let floor = row.results.get("floor").map(|m| &m.samples);
         let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
         for config in row.configs().filter(|c| !["direct", "bare"].contains(c)) {
             let ours = &row.results[config].samples;
@@ -823,8 +925,18 @@ fn print(rows: &[Row]) {
                 .map(|((ours, bare), direct)| (ours - direct) / (bare - direct))
                 .collect();
             per_round.sort_by(f64::total_cmp);
+            // What a proxy adds on top of the builder path's own exchanges (block cycles).
+            let beyond_floor =
+                floor
+                    .filter(|_| config != "floor")
+                    .map_or("-".to_owned(), |floor| {
+                        format!(
+                            "{:.2}",
+                            (ours.percentile(0.5) - floor.percentile(0.5)) / added(bare, 0.5)
+                        )
+                    });
             println!(
-                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} |",
+                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {beyond_floor} |",
                 row.workload,
                 added(ours, 0.5) / added(bare, 0.5),
                 added(ours, 0.99) / added(bare, 0.99),
@@ -895,10 +1007,9 @@ async fn orchestrate(quick: bool) {
         let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) });
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         let rows = vec![
-            run_workload(&setup, &only, "block", 10, |url, s| {
+            run_workload(&setup, &only, "block", 10, |t| {
                 cycles_owned(
-                    url,
-                    s,
+                    t,
                     concurrency,
                     if big { 20 / concurrency.min(10) } else { 200 },
                 )
@@ -914,8 +1025,8 @@ async fn orchestrate(quick: bool) {
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         hang_builders_on_fcu(&setup).await;
         let rows = vec![
-            run_workload(&setup, "FCU+attrs, builder hangs", "req", 10, |url, s| {
-                fcus_owned(url, s, 1_000)
+            run_workload(&setup, "FCU+attrs, builder hangs", "req", 10, |t| {
+                fcus_owned(t, 1_000)
             })
             .await,
         ];
@@ -931,8 +1042,8 @@ async fn orchestrate(quick: bool) {
             setup.bare.pid()
         );
         let rows = vec![
-            run_workload(&setup, "eth_blockNumber c=1", "req", 20, |url, s| {
-                eth_calls_owned(url, s, 1, 2_000)
+            run_workload(&setup, "eth_blockNumber c=1", "req", 20, |t| {
+                eth_calls_owned(t, 1, 2_000)
             })
             .await,
         ];
@@ -943,54 +1054,42 @@ async fn orchestrate(quick: bool) {
     {
         let setup = Setup::new((0, 0));
         rows.push(
-            run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |url, s| {
-                eth_calls_owned(url, s, 1, calls)
+            run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |t| {
+                eth_calls_owned(t, 1, calls)
             })
             .await,
         );
         rows.push(
-            run_workload(&setup, "eth_blockNumber c=16", "req", rounds, |url, s| {
-                eth_calls_owned(url, s, 16, calls / 4)
+            run_workload(&setup, "eth_blockNumber c=16", "req", rounds, |t| {
+                eth_calls_owned(t, 16, calls / 4)
             })
             .await,
         );
         rows.push(
-            run_workload(
-                &setup,
-                "block cycle small c=1",
-                "block",
-                rounds,
-                |url, s| cycles_owned(url, s, 1, blocks),
-            )
+            run_workload(&setup, "block cycle small c=1", "block", rounds, |t| {
+                cycles_owned(t, 1, blocks)
+            })
             .await,
         );
         rows.push(
-            run_workload(
-                &setup,
-                "block cycle small c=16",
-                "block",
-                rounds,
-                |url, s| cycles_owned(url, s, 16, blocks / 8),
-            )
+            run_workload(&setup, "block cycle small c=16", "block", rounds, |t| {
+                cycles_owned(t, 16, blocks / 8)
+            })
             .await,
         );
         hang_builders_on_fcu(&setup).await;
         rows.push(
-            run_workload(
-                &setup,
-                "FCU+attrs, builder hangs",
-                "req",
-                rounds,
-                |url, s| fcus_owned(url, s, calls / 4),
-            )
+            run_workload(&setup, "FCU+attrs, builder hangs", "req", rounds, |t| {
+                fcus_owned(t, calls / 4)
+            })
             .await,
         );
     }
     {
         let setup = Setup::new((5_000, 100));
         rows.push(
-            run_workload(&setup, "block cycle 1MiB c=1", "block", rounds, |url, s| {
-                cycles_owned(url, s, 1, blocks / 4)
+            run_workload(&setup, "block cycle 1MiB c=1", "block", rounds, |t| {
+                cycles_owned(t, 1, blocks / 4)
             })
             .await,
         );
@@ -1000,7 +1099,7 @@ async fn orchestrate(quick: bool) {
                 "block cycle 1MiB c=16",
                 "block",
                 rounds.min(3),
-                |url, s| cycles_owned(url, s, 16, 1),
+                |t| cycles_owned(t, 16, 1),
             )
             .await,
         );
@@ -1008,26 +1107,16 @@ async fn orchestrate(quick: bool) {
     print(&rows);
 }
 
-async fn eth_calls_owned(
-    url: String,
-    secret: [u8; 32],
-    concurrency: usize,
-    per_task: usize,
-) -> Samples {
-    eth_calls(&url, secret, concurrency, per_task).await
+async fn eth_calls_owned(target: Target, concurrency: usize, per_task: usize) -> Samples {
+    eth_calls(&target.url, target.secret, concurrency, per_task).await
 }
 
-async fn cycles_owned(
-    url: String,
-    secret: [u8; 32],
-    concurrency: usize,
-    per_task: usize,
-) -> Samples {
-    cycles(&url, secret, concurrency, per_task).await
+async fn cycles_owned(target: Target, concurrency: usize, per_task: usize) -> Samples {
+    cycles(&target, concurrency, per_task).await
 }
 
-async fn fcus_owned(url: String, secret: [u8; 32], n: usize) -> Samples {
-    fcus(&url, secret, n).await
+async fn fcus_owned(target: Target, n: usize) -> Samples {
+    fcus(&target.url, target.secret, n).await
 }
 
 async fn post(url: &str, body: Vec<u8>) {

@@ -533,7 +533,7 @@ impl Sequencer {
         let method = "engine_forkchoiceUpdatedV3".to_owned();
         let params = json!([self.fork_choice(checked.hash), null]);
         let started = Instant::now();
-        if let Some(builder) = builder.as_deref_mut() {
+        if let Some(builder) = builder {
             builder.relay(&method, params.clone());
         }
         let updated: ForkchoiceUpdated = self.client.call(&method, params).await?;
