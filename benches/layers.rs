@@ -299,6 +299,15 @@ fn payloads(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The least the block-hash check can cost: keccak over every transaction's bytes once (the
+    // transactions trie hashes each inside its leaf, then the branches above them).
+    group.bench_function("keccak_transactions", |b| {
+        b.iter(|| {
+            for tx in &parsed.payload().transactions {
+                black_box(alloy_primitives::keccak256(tx));
+            }
+        })
+    });
     group.bench_function("check_attributes_and_hash", |b| {
         b.iter_batched(
             || parsed.clone(),
@@ -329,6 +338,7 @@ fn payloads(c: &mut Criterion) {
             "decode_fcu_attributes",
             "decode_payload",
             "decode_answer",
+            "keccak_transactions",
             "block_hash",
             "check_attributes_and_hash",
             "write_once",
