@@ -13,7 +13,7 @@
 //! - One timeout covers the whole exchange (connect, send, headers, body).
 //! - A transport failure, a timeout or an oversized answer becomes an HTTP 200 JSON-RPC error
 //!   answering the request's id (from the [`RpcCall`] or [`RpcBatch`] extension), with a code from
-//!   [`code`](crate::jsonrpc::code) (`UPSTREAM_TIMEOUT`, `UPSTREAM_UNREACHABLE`,
+//!   [`code`] (`UPSTREAM_TIMEOUT`, `UPSTREAM_UNREACHABLE`,
 //!   `UPSTREAM_BAD_RESPONSE`) and a message naming the upstream, e.g.
 //!   `upstream l2 timed out after 1s`. The [`ForwardError`] is also put in the response
 //!   extensions, so outer layers can count it without parsing. The service never fails and never
@@ -221,7 +221,7 @@ impl Forward<HttpConnector> {
 }
 
 impl Forward<UpstreamConnector> {
-    /// Forwards to `uri`, over TLS if it is `https://` (see [`tls`](crate::tls)).
+    /// Forwards to `uri`, over TLS if it is `https://` (see [`tls`]).
     ///
     /// # Errors
     ///
