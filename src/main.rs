@@ -7,6 +7,7 @@ use clap::Parser;
 use switchyard::{
     Config,
     config::{Cli, Command, LogFormat, RunArgs},
+    log_writer,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +31,8 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(&error.to_string()),
     };
-    init_tracing(&cli.run);
+    // Held to the end: dropping it writes the lines still queued.
+    let _log = init_tracing(&cli.run);
     match run(config, cli.run.worker_threads.max(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -114,18 +116,34 @@ async fn shutdown_signal() {
     tracing::info!(target: "switchyard", "shutdown signal received");
 }
 
-fn init_tracing(args: &RunArgs) {
+/// Logs to stdout through a writer thread (see [`log_writer`]), or directly if that thread
+/// cannot be started.
+fn init_tracing(args: &RunArgs) -> Option<log_writer::FlushGuard> {
     let level = args.log_level.as_str().to_lowercase();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!("warn,switchyard={level},switchyard_layers={level}"))
     });
+    let Ok((writer, guard)) =
+        log_writer::spawn(Box::new(std::io::stdout()), log_writer::QUEUE_LINES)
+    else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(true);
+        match args.log_format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().flatten_event(true).init(),
+        }
+        return None;
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(writer);
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    Some(guard)
 }
 
 fn devnet(args: switchyard::devnet::DevnetArgs) -> ExitCode {

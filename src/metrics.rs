@@ -15,6 +15,7 @@ const LATENCY_BUCKETS: [f64; 16] = [
 ];
 
 const BUILD_INFO: &str = "switchyard_build_info";
+const LOG_LINES_DROPPED: &str = "switchyard_log_lines_dropped_total";
 
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 ///
@@ -52,6 +53,15 @@ pub fn describe() {
     switchyard_layers::builder::describe();
     switchyard_layers::payload_select::describe();
     crate::health::describe();
+    ::metrics::describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because the log consumer fell behind (see src/log_writer.rs)"
+    );
+}
+
+/// A log line was dropped: the writer thread's queue was full.
+pub fn log_line_dropped() {
+    ::metrics::counter!(LOG_LINES_DROPPED).increment(1);
 }
 
 /// Keeps the exporter's histograms drained; runs until dropped.

@@ -84,6 +84,8 @@ async fn binary_serves_from_cli_flags_and_drains_on_sigterm() {
         "127.0.0.1",
         "--rpc-port",
         "0",
+        "--metrics-port",
+        "0",
         "--log-format",
         "json",
         "--log-level",
@@ -292,4 +294,81 @@ async fn no_secret_or_token_is_ever_logged_even_at_trace_level() {
         "an Authorization header appears in the logs"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_never_stalls_the_daemon() {
+    let spec = crate::harness::spec(Fork::Isthmus);
+    let network = switchyard_sim::Network::new();
+    let l2 = switchyard_sim::EngineSim::spawn(
+        switchyard_sim::SimConfig::op_geth(spec.clone()).with_network(network.clone()),
+    )
+    .await
+    .expect("op-geth");
+    let builder = switchyard_sim::EngineSim::spawn(
+        switchyard_sim::SimConfig::builder(spec.clone()).with_network(network),
+    )
+    .await
+    .expect("builder");
+    let op_node = random_secret();
+    let args: Vec<String> = [
+        "--l2-url",
+        &l2.url(),
+        "--l2-jwt-token",
+        &secret_hex(&l2.secret()),
+        "--rpc-jwt-token",
+        &secret_hex(&op_node),
+        "--builder-url",
+        &builder.url(),
+        "--builder-jwt-token",
+        &secret_hex(&builder.secret()),
+        "--rpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Killed on drop, pass or fail: a daemon stuck on its pipe must not outlive the test.
+    let mut daemon = Daemon {
+        child: Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+        addr: String::new(),
+    };
+    let mut lines = BufReader::new(daemon.child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines.next().expect("listening").expect("read");
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+            && event["message"] == "listening"
+        {
+            break event["addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    // From here the pipe stays open and nobody reads it: a stalled log consumer. Each block logs
+    // its getPayload decision (a line of ~300 bytes), so the pipe's 64 KiB fill within ~220
+    // blocks; a daemon that wrote its log on the event loop would stop answering there.
+    let mut seq = switchyard_sim::Sequencer::connect(
+        &format!("http://{addr}"),
+        op_node,
+        switchyard_sim::SequencerConfig::new(spec),
+    )
+    .await
+    .expect("op-node");
+    let blocks = 600;
+    let driven = tokio::time::timeout(std::time::Duration::from_secs(120), seq.drive(blocks))
+        .await
+        .expect("the daemon stalled behind its unread log");
+    assert_eq!(driven.expect("blocks").len(), blocks);
+    assert_eq!(l2.head().header.number, blocks as u64);
+    drop(daemon);
+    drop(lines);
 }
