@@ -58,9 +58,11 @@ pub fn spawn(
     let (sender, receiver) = mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let writer_queued = queued.clone();
+    // Allocated here: the writer thread then allocates nothing of its own (no malloc arena).
+    let out = std::io::BufWriter::with_capacity(16 * 1024, sink);
     std::thread::Builder::new()
         .name("switchyard-log".into())
-        .spawn(move || write_lines(&receiver, &writer_queued, sink))?;
+        .spawn(move || write_lines(&receiver, &writer_queued, out))?;
     let guard = FlushGuard {
         sender: sender.clone(),
     };
@@ -77,9 +79,8 @@ pub fn spawn(
 fn write_lines(
     receiver: &mpsc::Receiver<Message>,
     queued: &AtomicUsize,
-    sink: Box<dyn Write + Send>,
+    mut out: std::io::BufWriter<Box<dyn Write + Send>>,
 ) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, sink);
     loop {
         // Whatever is waiting goes out in one write; the buffer is flushed once the queue is empty.
         let message = match receiver.try_recv() {

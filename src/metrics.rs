@@ -68,8 +68,10 @@ pub fn log_line_dropped() {
 ///
 /// Each drain sorts every sample recorded since the last into buckets: at thousands of calls a
 /// second, milliseconds of work, done on a blocking thread rather than the one serving op-node.
+/// Every second: until drained, each sample is held in memory (at 40,000 calls a second, two
+/// histograms each, five seconds of them were a tenth of the daemon's resident memory).
 pub async fn upkeep(handle: PrometheusHandle) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
         let handle = handle.clone();
