@@ -3,10 +3,11 @@
 //!
 //! `cargo bench --bench load` (add `-- --quick` for a short run)
 //!
-//! Three configurations, each behind its own instance of the simulated op-geth (so that their
-//! chains do not interfere): *direct* (the client talks to the simulator), *bare* (a minimal
-//! hyper proxy with pooled keep-alive connections that parses nothing, written for this bench) and
-//! *switchyard* (the real binary, with a simulated builder). Workloads:
+//! Three configurations (and, for block cycles, the floor below), each behind its own instance
+//! of the simulated op-geth (so that their chains do not interfere): *direct* (the client talks
+//! to the simulator), *bare* (a minimal hyper proxy with pooled keep-alive connections that
+//! parses nothing, written for this bench) and *switchyard* (the real binary, with a simulated
+//! builder). Workloads:
 //!
 //! - `eth_blockNumber` at concurrency 1 and 16;
 //! - forkchoice updates with attributes while the builder hangs;
@@ -758,6 +759,7 @@ where
     Fut: std::future::Future<Output = Samples>,
 {
     eprint!("{workload}: ");
+    // Block cycles (counted in blocks) also run the floor.
     let cycles = unit == "block";
     let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
     let mut decisions_before = BTreeMap::new();
