@@ -36,6 +36,7 @@ pub(super) struct Ctx {
     /// the builders, so that one getPayload never waits). More would finish no sooner and hold
     /// more megabytes.
     pub(super) heavy_checks: Arc<tokio::sync::Semaphore>,
+    pub(super) metrics: Arc<super::metrics::Handles>,
 }
 
 impl std::fmt::Debug for PayloadSelectLayer {
@@ -64,6 +65,9 @@ impl PayloadSelectLayer {
                     std::thread::available_parallelism()
                         .map_or(2, usize::from)
                         .max(builders.len()),
+                )),
+                metrics: Arc::new(super::metrics::Handles::new(
+                    builders.iter().map(|builder| builder.name()),
                 )),
                 builders: builders.into(),
             }),

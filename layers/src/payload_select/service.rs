@@ -19,7 +19,6 @@ use super::{
     BuilderOutcome, Decision, Source, Stages, Summary,
     check::{check_attributes, check_block_hash},
     layer::Ctx,
-    metrics,
     policy::{Choice, PayloadPolicy, SelectionPolicy},
 };
 use crate::{
@@ -650,7 +649,7 @@ fn tell(ctx: &Ctx, decision: &Decision) {
         local_ms = decision.local_latency.map(|d| d.as_secs_f64() * 1e3),
         "payload chosen"
     );
-    metrics::record(decision);
+    ctx.metrics.record(decision);
     for sink in &ctx.sinks {
         sink(decision);
     }
