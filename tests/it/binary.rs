@@ -14,9 +14,21 @@ struct Daemon {
     addr: String,
 }
 
+/// The rest of a daemon's log, line by line.
+type LogLines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
 impl Daemon {
-    /// Starts the binary and reads the address it listens on from its JSON log.
+    /// Starts the binary and reads the address it listens on from its JSON log, then keeps
+    /// draining the log so the child never blocks on a full pipe.
     fn start(args: &[String]) -> Self {
+        let (daemon, lines) = Self::spawn(args);
+        std::thread::spawn(move || for _ in lines {});
+        daemon
+    }
+
+    /// Starts the binary and reads the address it listens on from its JSON log; the rest of the
+    /// log is the caller's to read, or to leave unread.
+    fn spawn(args: &[String]) -> (Self, LogLines) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(args)
             .stdout(Stdio::piped())
@@ -37,9 +49,7 @@ impl Daemon {
                 break event["addr"].as_str().expect("addr").to_owned();
             }
         };
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, addr }
+        (Self { child, addr }, lines)
     }
 
     fn signal(&self, name: &str) {
@@ -55,6 +65,24 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A simulated op-geth and builder on one network.
+async fn op_geth_and_builder(
+    spec: &switchyard_sim::ChainSpec,
+) -> (switchyard_sim::EngineSim, switchyard_sim::EngineSim) {
+    let network = switchyard_sim::Network::new();
+    let l2 = switchyard_sim::EngineSim::spawn(
+        switchyard_sim::SimConfig::op_geth(spec.clone()).with_network(network.clone()),
+    )
+    .await
+    .expect("op-geth");
+    let builder = switchyard_sim::EngineSim::spawn(
+        switchyard_sim::SimConfig::builder(spec.clone()).with_network(network),
+    )
+    .await
+    .expect("builder");
+    (l2, builder)
 }
 
 fn write_secret(dir: &std::path::Path, name: &str, secret: &[u8; 32]) -> String {
@@ -164,17 +192,7 @@ fn bad_flags_fail_fast_with_one_line_naming_the_flag() {
 #[tokio::test]
 async fn no_secret_or_token_is_ever_logged_even_at_trace_level() {
     let spec = crate::harness::spec(Fork::Isthmus);
-    let network = switchyard_sim::Network::new();
-    let l2 = switchyard_sim::EngineSim::spawn(
-        switchyard_sim::SimConfig::op_geth(spec.clone()).with_network(network.clone()),
-    )
-    .await
-    .expect("op-geth");
-    let builder = switchyard_sim::EngineSim::spawn(
-        switchyard_sim::SimConfig::builder(spec.clone()).with_network(network),
-    )
-    .await
-    .expect("builder");
+    let (l2, builder) = op_geth_and_builder(&spec).await;
     let dir = std::env::temp_dir().join(format!("switchyard-secrets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let op_node = random_secret();
@@ -299,17 +317,7 @@ async fn no_secret_or_token_is_ever_logged_even_at_trace_level() {
 #[tokio::test]
 async fn a_log_reader_that_stops_reading_never_stalls_the_daemon() {
     let spec = crate::harness::spec(Fork::Isthmus);
-    let network = switchyard_sim::Network::new();
-    let l2 = switchyard_sim::EngineSim::spawn(
-        switchyard_sim::SimConfig::op_geth(spec.clone()).with_network(network.clone()),
-    )
-    .await
-    .expect("op-geth");
-    let builder = switchyard_sim::EngineSim::spawn(
-        switchyard_sim::SimConfig::builder(spec.clone()).with_network(network),
-    )
-    .await
-    .expect("builder");
+    let (l2, builder) = op_geth_and_builder(&spec).await;
     let op_node = random_secret();
     let args: Vec<String> = [
         "--l2-url",
@@ -335,29 +343,12 @@ async fn a_log_reader_that_stops_reading_never_stalls_the_daemon() {
     .map(|s| s.to_string())
     .collect();
     // Killed on drop, pass or fail: a daemon stuck on its pipe must not outlive the test.
-    let mut daemon = Daemon {
-        child: Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-        addr: String::new(),
-    };
-    let mut lines = BufReader::new(daemon.child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("listening").expect("read");
-        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-            && event["message"] == "listening"
-        {
-            break event["addr"].as_str().expect("addr").to_owned();
-        }
-    };
+    let (daemon, lines) = Daemon::spawn(&args);
     // From here the pipe stays open and nobody reads it: a stalled log consumer. Each block logs
     // its getPayload decision (a line of ~300 bytes), so the pipe's 64 KiB fill within ~220
     // blocks; a daemon that wrote its log on the event loop would stop answering there.
     let mut seq = switchyard_sim::Sequencer::connect(
-        &format!("http://{addr}"),
+        &format!("http://{}", daemon.addr),
         op_node,
         switchyard_sim::SequencerConfig::new(spec),
     )
