@@ -397,11 +397,7 @@ impl Samples {
         for (mine, theirs) in self.steps.iter_mut().zip(other.steps) {
             mine.extend(theirs);
         }
-        if let Some(theirs) = other.decisions {
-            let mine: &mut Decisions = self.decisions.get_or_insert_default();
-            mine.all += theirs.all;
-            mine.builder += theirs.builder;
-        }
+        Decisions::add(&mut self.decisions, other.decisions);
     }
 
     fn percentile(&self, q: f64) -> f64 {
@@ -573,11 +569,7 @@ async fn cycles(target: &Target, concurrency: usize, per_task: usize) -> Samples
     let mut per_task = Vec::with_capacity(tasks.len());
     for task in tasks {
         let (latencies, task_decisions) = task.await.unwrap();
-        if let Some(d) = task_decisions {
-            let sum: &mut Decisions = decisions.get_or_insert_default();
-            sum.all += d.all;
-            sum.builder += d.builder;
-        }
+        Decisions::add(&mut decisions, task_decisions);
         per_task.push(latencies);
     }
     let mut samples = gather_done(per_task, started);
@@ -730,6 +722,17 @@ struct Measured {
 struct Decisions {
     all: u64,
     builder: u64,
+}
+
+impl Decisions {
+    /// Adds `more` (if any) to `sum` (none yet: `more` itself).
+    fn add(sum: &mut Option<Decisions>, more: Option<Decisions>) {
+        if let Some(more) = more {
+            let sum = sum.get_or_insert_default();
+            sum.all += more.all;
+            sum.builder += more.builder;
+        }
+    }
 }
 
 struct Row {
