@@ -9,7 +9,7 @@ use switchyard::{
     config::{Cli, Command, LogFormat, RunArgs},
     log_writer,
 };
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
 fn main() -> ExitCode {
     bound_malloc_arenas();
@@ -123,18 +123,12 @@ fn init_tracing(args: &RunArgs) -> Option<log_writer::FlushGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!("warn,switchyard={level},switchyard_layers={level}"))
     });
-    let Ok((writer, guard)) =
-        log_writer::spawn(Box::new(std::io::stdout()), log_writer::QUEUE_LINES)
-    else {
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_target(true);
-        match args.log_format {
-            LogFormat::Text => builder.init(),
-            LogFormat::Json => builder.json().flatten_event(true).init(),
-        }
-        return None;
-    };
+    let (writer, guard) =
+        match log_writer::spawn(Box::new(std::io::stdout()), log_writer::QUEUE_LINES) {
+            Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+            // No thread to be had: lines are written where they are made.
+            Err(_) => (BoxMakeWriter::new(std::io::stdout), None),
+        };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
@@ -143,7 +137,7 @@ fn init_tracing(args: &RunArgs) -> Option<log_writer::FlushGuard> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
-    Some(guard)
+    guard
 }
 
 fn devnet(args: switchyard::devnet::DevnetArgs) -> ExitCode {
