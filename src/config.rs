@@ -1,8 +1,11 @@
 //! Command line and environment → a typed [`Config`].
 //!
 //! Flag and environment names follow rollup-boost's where it has them (`--l2-url` / `L2_URL`, ...),
-//! so an operator can swap the binaries without rewriting a deployment. Durations take units
-//! (`500ms`, `2s`, `1m`); a bare number is milliseconds, as rollup-boost reads it.
+//! so an operator can swap the binaries without rewriting a deployment, and each means what it
+//! meant there, unit included. Durations take units (`500ms`, `2s`, `1m`) everywhere; a bare
+//! number is read in the unit rollup-boost reads that flag in: seconds for
+//! `--health-check-interval` and `--max-unsafe-interval`, milliseconds for the rest.
+//! [`PEER_FLAGS`] says, per flag, the rollup-boost name it answers to and its unit.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -165,8 +168,9 @@ pub struct RunArgs {
     /// since op-node must be able to send the block back).
     #[arg(long, env = "MAX_BUILDER_PAYLOAD_SIZE", value_parser = parse_size)]
     pub max_builder_payload_size: Option<usize>,
-    /// How often each builder's head is compared with op-geth's.
-    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    /// How often each builder's head is compared with op-geth's (a bare number is seconds, as in
+    /// rollup-boost).
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = parse_seconds)]
     pub health_check_interval: Duration,
     /// How many blocks a builder's head may trail op-geth's and still get forkchoice updates
     /// with attributes.
@@ -212,8 +216,9 @@ pub struct RunArgs {
     /// Port of the metrics endpoint (0 picks a free one).
     #[arg(long, env = "METRICS_PORT", default_value_t = 9090)]
     pub metrics_port: u16,
-    /// op-geth's head older than this makes /healthz answer 503.
-    #[arg(long, env = "MAX_UNSAFE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    /// op-geth's head older than this makes /healthz answer 503 (a bare number is seconds, as in
+    /// rollup-boost).
+    #[arg(long, env = "MAX_UNSAFE_INTERVAL", default_value = "10s", value_parser = parse_seconds)]
     pub max_unsafe_interval: Duration,
     /// Address to serve op-node on.
     #[arg(long, env = "RPC_HOST", default_value = "127.0.0.1")]
@@ -255,9 +260,23 @@ pub struct RunArgs {
 ///
 /// If the text is neither.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_duration_bare(text, Duration::from_millis)
+}
+
+/// A `Duration` from `500ms`, `2s`, `1m`; a bare number is seconds (rollup-boost's unit for
+/// `--health-check-interval` and `--max-unsafe-interval`).
+///
+/// # Errors
+///
+/// If the text is neither.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    parse_duration_bare(text, Duration::from_secs)
+}
+
+fn parse_duration_bare(text: &str, bare: fn(u64) -> Duration) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(Duration::from_millis(ms));
+    if let Ok(number) = text.parse::<u64>() {
+        return Ok(bare(number));
     }
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms or 2s)"))
 }
@@ -769,6 +788,44 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1000"), Ok(Duration::from_secs(1)));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn health_intervals_read_a_bare_number_as_seconds_as_rollup_boost_does() {
+        let config = Config::from_args(
+            &args(&[
+                "--max-unsafe-interval",
+                "10",
+                "--health-check-interval",
+                "60",
+            ])
+            .expect("args"),
+        )
+        .expect("config");
+        assert_eq!(config.max_unsafe_interval, Duration::from_secs(10));
+        assert_eq!(
+            config.builder_policy.health_interval,
+            Duration::from_secs(60)
+        );
+        let with_units = Config::from_args(
+            &args(&[
+                "--max-unsafe-interval",
+                "1500ms",
+                "--health-check-interval",
+                "2s",
+            ])
+            .expect("args"),
+        )
+        .expect("config");
+        assert_eq!(with_units.max_unsafe_interval, Duration::from_millis(1500));
+        assert_eq!(
+            with_units.builder_policy.health_interval,
+            Duration::from_secs(2)
+        );
+        // The timeouts stay milliseconds, as rollup-boost reads them.
+        let timeouts =
+            Config::from_args(&args(&["--l2-timeout", "1000"]).expect("args")).expect("config");
+        assert_eq!(timeouts.l2.timeout, Duration::from_secs(1));
     }
 
     #[test]
