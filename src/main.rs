@@ -13,6 +13,10 @@ use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
 fn main() -> ExitCode {
     bound_malloc_arenas();
+    // Before the flags are read, as rollup-boost does: the real environment wins over the file.
+    if let Err(error) = switchyard::config::load_dotenv() {
+        return fail(&error);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => {
@@ -31,6 +35,9 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(&error.to_string()),
     };
+    if cli.run.print_config {
+        return print_config(&config, &cli.run);
+    }
     // Held to the end: dropping it writes the lines still queued.
     let _log = init_tracing(&cli.run);
     match run(config, cli.run.worker_threads.max(1)) {
@@ -175,6 +182,23 @@ fn first_line(text: &str) -> String {
 fn fail(message: &str) -> ExitCode {
     eprintln!("switchyard: {message}");
     ExitCode::from(2)
+}
+
+/// The configuration as read, for an operator (or a test) to check each flag's meaning.
+#[allow(clippy::print_stdout)]
+fn print_config(config: &Config, args: &RunArgs) -> ExitCode {
+    let mut described = config.describe();
+    described["log_level"] = args.log_level.as_str().into();
+    described["log_format"] = format!("{:?}", args.log_format).to_lowercase().into();
+    described["log_file"] = args
+        .peer
+        .log_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .into();
+    described["ignore_unhealthy_builders"] = args.peer.ignore_unhealthy_builders.into();
+    println!("{described:#}");
+    ExitCode::SUCCESS
 }
 
 /// The configuration reference, generated from the parser itself.

@@ -9,9 +9,9 @@ use switchyard_sim::{EngineClient, Fault, Fork, random_secret, secret_hex};
 
 use crate::harness::{call, json, op_geth, spec};
 
-struct Daemon {
-    child: Child,
-    addr: String,
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
 }
 
 /// The rest of a daemon's log, line by line.
@@ -20,7 +20,7 @@ type LogLines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 impl Daemon {
     /// Starts the binary and reads the address it listens on from its JSON log, then keeps
     /// draining the log so the child never blocks on a full pipe.
-    fn start(args: &[String]) -> Self {
+    pub fn start(args: &[String]) -> Self {
         let (daemon, lines) = Self::spawn(args);
         std::thread::spawn(move || for _ in lines {});
         daemon
@@ -29,7 +29,14 @@ impl Daemon {
     /// Starts the binary and reads the address it listens on from its JSON log; the rest of the
     /// log is the caller's to read, or to leave unread.
     fn spawn(args: &[String]) -> (Self, LogLines) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        Self::spawn_with(args, |_| {})
+    }
+
+    /// Like [`Daemon::spawn`], with the command adjusted first (working directory, environment).
+    pub fn spawn_with(args: &[String], adjust: impl FnOnce(&mut Command)) -> (Self, LogLines) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        adjust(&mut command);
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -68,7 +75,7 @@ impl Drop for Daemon {
 }
 
 /// A simulated op-geth and builder on one network.
-async fn op_geth_and_builder(
+pub async fn op_geth_and_builder(
     spec: &switchyard_sim::ChainSpec,
 ) -> (switchyard_sim::EngineSim, switchyard_sim::EngineSim) {
     let network = switchyard_sim::Network::new();
@@ -85,7 +92,7 @@ async fn op_geth_and_builder(
     (l2, builder)
 }
 
-fn write_secret(dir: &std::path::Path, name: &str, secret: &[u8; 32]) -> String {
+pub fn write_secret(dir: &std::path::Path, name: &str, secret: &[u8; 32]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, format!("0x{}\n", secret_hex(secret))).expect("write secret");
     path.display().to_string()
@@ -171,7 +178,7 @@ fn bad_flags_fail_fast_with_one_line_naming_the_flag() {
         (
             vec![
                 "--l2-url",
-                "localhost:8551",
+                "ws://localhost:8551",
                 "--l2-jwt-token",
                 &"ab".repeat(32),
             ],

@@ -10,6 +10,7 @@ mod binary;
 mod builders;
 mod devnet;
 mod docs;
+mod dropin;
 mod faults;
 mod health;
 mod limits;

@@ -9,6 +9,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+mod peer;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use http::Uri;
 use switchyard_layers::{
@@ -18,6 +20,8 @@ use switchyard_layers::{
     rpc_method::DEFAULT_BODY_LIMIT,
     tls::TlsOptions,
 };
+
+pub use peer::{PEER_FLAGS, PeerArgs, PeerFlag, load_dotenv, peer_flag};
 
 /// A configuration error: which flag, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +256,12 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// rollup-boost's flags that switchyard has no name of its own for.
+    #[command(flatten)]
+    pub peer: PeerArgs,
+    /// Print the configuration as read (JSON, secrets left out) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// A `Duration` from `500ms`, `2s`, `1m`; a bare number is milliseconds.
@@ -281,7 +291,7 @@ fn parse_duration_bare(text: &str, bare: fn(u64) -> Duration) -> Result<Duration
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms or 2s)"))
 }
 
-fn parse_policy(text: &str) -> Result<SelectionPolicy, String> {
+pub(crate) fn parse_policy(text: &str) -> Result<SelectionPolicy, String> {
     text.parse()
         .map_err(|e: switchyard_layers::payload_select::UnknownPolicy| e.to_string())
 }
@@ -477,6 +487,7 @@ impl Config {
     ///
     /// The first bad flag, named.
     pub fn from_args(args: &RunArgs) -> Result<Self, ConfigError> {
+        args.peer.refuse_what_is_missing()?;
         let l2_url = parse_url("--l2-url", &args.l2_url)?;
         let l2_secret = secret(
             "--l2-jwt-path",
@@ -635,7 +646,10 @@ impl Config {
             },
             builder_policy: BuilderPolicy {
                 payload_deadline: args.payload_deadline,
-                selection: args.selection_policy,
+                selection: args
+                    .peer
+                    .block_selection_policy
+                    .unwrap_or(args.selection_policy),
                 mode: args.execution_mode,
                 max_payload_size: args
                     .max_builder_payload_size
@@ -653,6 +667,45 @@ impl Config {
                 .then(|| SocketAddr::new(args.metrics_host, args.metrics_port)),
             max_unsafe_interval: args.max_unsafe_interval,
             decision_sink: None,
+        })
+    }
+}
+
+impl Config {
+    /// The configuration as read, as JSON: every setting that shapes behaviour, durations in
+    /// milliseconds, no secret.
+    pub fn describe(&self) -> serde_json::Value {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let upstream = |u: &Upstream| {
+            serde_json::json!({
+                "name": u.name,
+                "url": u.url.to_string(),
+                "timeout_ms": ms(u.timeout),
+            })
+        };
+        let policy = &self.builder_policy;
+        serde_json::json!({
+            "rpc_addr": self.rpc_addr.to_string(),
+            "l2": upstream(&self.l2),
+            "builders": self.builders.iter().map(upstream).collect::<Vec<_>>(),
+            "payload_deadline_ms": ms(policy.payload_deadline),
+            "selection_policy": policy.selection.as_str(),
+            "execution_mode": policy.mode.as_str(),
+            "max_builder_payload_size": policy.max_payload_size,
+            "health_check_interval_ms": ms(policy.health_interval),
+            "builder_max_lag": policy.max_lag,
+            "circuit_breaker_threshold": policy.breaker_threshold,
+            "circuit_breaker_cooldown_blocks": policy.breaker_cooldown,
+            "boost_sync_queue": policy.engine_queue,
+            "tx_mirror_queue": policy.transaction_queue,
+            "max_unsafe_interval_ms": ms(self.max_unsafe_interval),
+            "metrics_addr": self.metrics.map(|a| a.to_string()),
+            "admin_addr": self.admin.as_ref().map(|a| a.addr.to_string()),
+            "max_request_size": self.limits.max_request_size,
+            "max_connections": self.limits.max_connections,
+            "header_read_timeout_ms": ms(self.limits.header_read_timeout),
+            "body_read_timeout_ms": ms(self.limits.body_read_timeout),
+            "shutdown_timeout_ms": ms(self.limits.shutdown_timeout),
         })
     }
 }
@@ -718,6 +771,14 @@ fn pick(options: &[TlsOptions], i: usize) -> TlsOptions {
 }
 
 fn parse_url(flag: &'static str, text: &str) -> Result<Uri, ConfigError> {
+    // rollup-boost's own defaults (`127.0.0.1:8551`) carry no scheme; it speaks plain HTTP to them.
+    let with_scheme;
+    let text = if text.contains("://") {
+        text
+    } else {
+        with_scheme = format!("http://{text}");
+        &with_scheme
+    };
     let uri: Uri = text
         .parse()
         .map_err(|e| ConfigError::new(flag, format!("{text:?} is not a URL: {e}")))?;
@@ -743,7 +804,9 @@ fn is_label(name: &str) -> bool {
 pub fn flags_markdown() -> String {
     use clap::CommandFactory;
     let command = Cli::command();
-    let mut out = String::from("| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| Flag | Environment | Default | Unit | rollup-boost | Meaning |\n|---|---|---|---|---|---|\n",
+    );
     for arg in command.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
         if matches!(long, "help" | "version") {
@@ -763,7 +826,14 @@ pub fn flags_markdown() -> String {
             .get_help()
             .map(|h| h.to_string().replace('|', "\\|"))
             .unwrap_or_default();
-        out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
+        let (unit, peer) = match peer_flag(long) {
+            Some(row) if row.rollup_boost.is_empty() => (row.unit, String::new()),
+            Some(row) => (row.unit, format!("`{}`", row.rollup_boost)),
+            None => ("", String::new()),
+        };
+        out.push_str(&format!(
+            "| `--{long}` | {env} | {default} | {unit} | {peer} | {help} |\n"
+        ));
     }
     out
 }
@@ -874,7 +944,7 @@ mod tests {
 
     #[test]
     fn readme_documents_every_flag_as_the_parser_does() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let table = readme
             .split("<!-- flags:begin -->\n")
             .nth(1)
@@ -889,14 +959,14 @@ mod tests {
 
     #[test]
     fn ci_runs_exactly_the_readme_test_command() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let command = readme
             .split("# Run the whole test suite:\n")
             .nth(1)
             .and_then(|rest| rest.lines().next())
             .unwrap_or_default();
         assert!(command.starts_with("cargo test"), "{command}");
-        let ci = include_str!("../.ci/run");
+        let ci = include_str!("../../.ci/run");
         assert!(
             ci.lines().any(|line| line == command),
             ".ci/run must run `{command}`"
@@ -911,7 +981,7 @@ mod tests {
         let unpaired = Config::from_args(&args(&["--builder-url", "http://b:1"]).expect("args"))
             .expect_err("unpaired");
         assert_eq!(unpaired.flag, "--builder-jwt-path");
-        let bad_url = Config::from_args(&args(&["--l2-url", "op-geth:8551"]).expect("args"))
+        let bad_url = Config::from_args(&args(&["--l2-url", "ws://op-geth:8551"]).expect("args"))
             .expect_err("url");
         assert_eq!(bad_url.flag, "--l2-url");
         let short = Cli::try_parse_from(["switchyard", "--l2-jwt-token", "0x12"]).expect("args");

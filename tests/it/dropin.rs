@@ -1,0 +1,228 @@
+//! The real binary under rollup-boost's own command line and `.env`, as an operator swapping the
+//! binaries would start it: each setting must be read with rollup-boost's meaning and unit.
+
+use std::process::{Command, Stdio};
+
+use http::StatusCode;
+use switchyard_sim::{Fork, secret_hex};
+
+use crate::{
+    binary::{Daemon, op_geth_and_builder},
+    harness::{healthz_becomes, spec},
+};
+
+/// rollup-boost v0.7's `.env.example`, as shipped.
+const ENV_EXAMPLE: &str = "\
+# RPC Client Args
+BUILDER_URL=http://localhost:8552
+BUILDER_JWT_TOKEN=688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a
+# Optional
+# BUILDER_JWT_PATH=
+BUILDER_TIMEOUT=1000
+
+L2_URL=http://localhost:8551
+L2_JWT_TOKEN=688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a
+# Optional
+# L2_JWT_PATH=
+L2_TIMEOUT=1000
+
+# RPC Server Args
+RPC_HOST=0.0.0.0
+RPC_PORT=8081
+
+# Debug Server Args
+DEBUG_HOST=127.0.0.1
+DEBUG_SERVER_PORT=5555
+
+# Flashblocks Args
+FLASHBLOCKS=false
+FLASHBLOCKS_BUILDER_URL=ws://localhost:1111
+FLASHBLOCKS_HOST=127.0.0.1
+FLASHBLOCKS_PORT=1112
+
+# Extra Args
+TRACING=false
+LOG_LEVEL=info
+METRICS=false
+LOG_FORMAT=text
+";
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+/// `switchyard --print-config` in `dir` with only `env` in its environment.
+fn print_config(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .arg("--print-config")
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run switchyard");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("config JSON")
+}
+
+#[test]
+fn rollup_boost_command_line_and_env_file_are_read_with_its_meanings_and_units() {
+    let dir = scratch_dir("dotenv");
+    std::fs::write(dir.join(".env"), ENV_EXAMPLE).expect(".env");
+    // The production page's command line, plus the flags whose units differ between flags.
+    let config = print_config(
+        &dir,
+        // The real environment wins over the file.
+        &[("L2_TIMEOUT", "750")],
+        &[
+            "--l2-jwt-token",
+            "688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a",
+            "--l2-url",
+            "localhost:8545",
+            "--builder-jwt-token",
+            "688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a",
+            "--builder-url",
+            "http://localhost:8546",
+            "--health-check-interval",
+            "60",
+            "--max-unsafe-interval",
+            "10",
+            "--block-selection-policy",
+            "gas-used",
+        ],
+    );
+    assert_eq!(config["l2"]["url"], "http://localhost:8545/");
+    assert_eq!(config["l2"]["timeout_ms"], 750);
+    assert_eq!(config["builders"][0]["url"], "http://localhost:8546/");
+    assert_eq!(config["builders"][0]["timeout_ms"], 1000);
+    assert_eq!(config["health_check_interval_ms"], 60_000);
+    assert_eq!(config["max_unsafe_interval_ms"], 10_000);
+    assert_eq!(config["selection_policy"], "gas-used");
+    assert_eq!(config["rpc_addr"], "0.0.0.0:8081");
+    assert_eq!(config["metrics_addr"], serde_json::Value::Null);
+    assert_eq!(config["log_level"], "INFO");
+    assert_eq!(config["log_format"], "text");
+
+    // The same settings from the file alone, with rollup-boost's variable names.
+    std::fs::write(
+        dir.join(".env"),
+        format!(
+            "{ENV_EXAMPLE}HEALTH_CHECK_INTERVAL=60\nMAX_UNSAFE_INTERVAL=10\n\
+             BLOCK_SELECTION_POLICY=gas-used\nL2_URL=127.0.0.1:8551\n"
+        ),
+    )
+    .expect(".env");
+    let config = print_config(&dir, &[], &[]);
+    assert_eq!(config["health_check_interval_ms"], 60_000);
+    assert_eq!(config["max_unsafe_interval_ms"], 10_000);
+    assert_eq!(config["selection_policy"], "gas-used");
+    // dotenvy keeps the first value a file gives a variable, as rollup-boost reads it.
+    assert_eq!(config["l2"]["url"], "http://localhost:8551/");
+    assert_eq!(config["builders"][0]["timeout_ms"], 1000);
+}
+
+#[test]
+fn a_malformed_env_file_stops_start_up_naming_it() {
+    let dir = scratch_dir("bad-dotenv");
+    std::fs::write(dir.join(".env"), "L2_URL='unterminated\n").expect(".env");
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .current_dir(&dir)
+        .env_clear()
+        .arg("--print-config")
+        .output()
+        .expect("run switchyard");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("switchyard: .env:"), "{stderr}");
+}
+
+#[test]
+fn rollup_boost_features_not_in_switchyard_stop_start_up_naming_the_flag() {
+    let dir = scratch_dir("refuse");
+    for (flag, env) in [
+        ("--tracing", "TRACING"),
+        ("--external-state-root", "EXTERNAL_STATE_ROOT"),
+        ("--flashblocks", "FLASHBLOCKS"),
+    ] {
+        let token = "688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a";
+        for (args, vars) in [
+            (vec!["--l2-jwt-token", token, flag], vec![]),
+            (vec!["--l2-jwt-token", token], vec![(env, "true")]),
+        ] {
+            let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .current_dir(&dir)
+                .env_clear()
+                .envs(vars)
+                .args(&args)
+                .arg("--print-config")
+                .output()
+                .expect("run switchyard");
+            assert_eq!(output.status.code(), Some(2), "{flag}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.starts_with(&format!("switchyard: {flag}:")),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+/// A head a second old is fresh under rollup-boost's `--max-unsafe-interval 10` (seconds): read
+/// as 10 ms, as switchyard once did, `/healthz` answered 503 forever and op-conductor would have
+/// taken leadership from a healthy sequencer.
+#[tokio::test]
+async fn rollup_boost_units_keep_a_healthy_sequencer_healthy() {
+    // Two seconds old: stale under 10 ms, fresh under 10 s.
+    let spec = switchyard_sim::ChainSpec {
+        genesis_timestamp: switchyard_sim::unix_now() as u64 - 2,
+        ..spec(Fork::Isthmus)
+    };
+    let (l2, builder) = op_geth_and_builder(&spec).await;
+    let dir = scratch_dir("units");
+    let l2_url = l2.url();
+    let builder_url = builder.url();
+    let args: Vec<String> = [
+        "--l2-url",
+        l2_url.trim_start_matches("http://"),
+        "--l2-jwt-token",
+        &secret_hex(&l2.secret()),
+        "--builder-url",
+        builder_url.trim_start_matches("http://"),
+        "--builder-jwt-token",
+        &secret_hex(&builder.secret()),
+        "--max-unsafe-interval",
+        "10",
+        "--health-check-interval",
+        "60",
+        "--rpc-host",
+        "127.0.0.1",
+        "--rpc-port",
+        "0",
+        "--metrics",
+        "false",
+        "--log-format",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (daemon, lines) = Daemon::spawn_with(&args, |command| {
+        command.current_dir(&dir);
+    });
+    std::thread::spawn(move || for _ in lines {});
+    let addr = daemon.addr.parse().expect("addr");
+    let body = healthz_becomes(addr, StatusCode::OK).await;
+    assert_eq!(body["detail"]["l2"]["status"], "up", "{body}");
+    assert!(
+        body["detail"]["l2"]["head_age_seconds"].as_u64() >= Some(2),
+        "{body}"
+    );
+}
