@@ -13,6 +13,7 @@ pub mod admin;
 pub mod config;
 pub mod devnet;
 pub mod health;
+pub mod log_file;
 pub mod log_writer;
 pub mod metrics;
 pub mod server;

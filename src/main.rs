@@ -7,7 +7,7 @@ use clap::Parser;
 use switchyard::{
     Config,
     config::{Cli, Command, LogFormat, RunArgs},
-    log_writer,
+    log_file, log_writer,
 };
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
@@ -38,9 +38,21 @@ fn main() -> ExitCode {
     if cli.run.print_config {
         return print_config(&config, &cli.run);
     }
+    let log_file = match cli
+        .run
+        .peer
+        .log_file
+        .as_deref()
+        .map(log_file::open)
+        .transpose()
+    {
+        Ok(file) => file,
+        Err(error) => return fail(&format!("--log-file: {error}")),
+    };
+    let (file, reopen) = log_file.unzip();
     // Held to the end: dropping it writes the lines still queued.
-    let _log = init_tracing(&cli.run);
-    match run(config, cli.run.worker_threads.max(1)) {
+    let _log = init_tracing(&cli.run, file);
+    match run(config, cli.run.worker_threads.max(1), reopen) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(target: "switchyard", error = format!("{error:#}"), "exiting");
@@ -70,7 +82,11 @@ fn bound_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn bound_malloc_arenas() {}
 
-fn run(config: Config, worker_threads: usize) -> anyhow::Result<()> {
+fn run(
+    config: Config,
+    worker_threads: usize,
+    reopen: Option<log_file::Reopen>,
+) -> anyhow::Result<()> {
     // One worker: everything on the main thread, so a request never wakes another thread (the
     // accept loop included). Blocking work (big payload checks) still has its own pool.
     let mut builder = if worker_threads == 1 {
@@ -85,6 +101,9 @@ fn run(config: Config, worker_threads: usize) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
+        if let Some(reopen) = reopen {
+            reopen_on_hangup(reopen).context("listening for SIGHUP")?;
+        }
         let listeners = switchyard::Listeners::bind(&config)
             .await
             .with_context(|| {
@@ -97,6 +116,25 @@ fn run(config: Config, worker_threads: usize) -> anyhow::Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// logrotate moves the file, then sends SIGHUP: the next line starts a new file.
+#[cfg(unix)]
+fn reopen_on_hangup(reopen: log_file::Reopen) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            reopen.request();
+            tracing::info!(target: "switchyard", "log file reopened");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reopen_on_hangup(_: log_file::Reopen) -> std::io::Result<()> {
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -123,20 +161,31 @@ async fn shutdown_signal() {
     tracing::info!(target: "switchyard", "shutdown signal received");
 }
 
-/// Logs to stdout through a writer thread (see [`log_writer`]), or directly if that thread
-/// cannot be started.
-fn init_tracing(args: &RunArgs) -> Option<log_writer::FlushGuard> {
+/// Logs to stdout (and `--log-file`) through a writer thread (see [`log_writer`]), or directly
+/// if that thread cannot be started. Colour only on a terminal, and never with a file: escape
+/// codes in a file or a pipe are noise to whoever reads it.
+fn init_tracing(
+    args: &RunArgs,
+    file: Option<log_file::AppendFile>,
+) -> Option<log_writer::FlushGuard> {
+    use std::io::IsTerminal;
+    let colour = file.is_none() && std::io::stdout().is_terminal();
     let level = args.log_level.as_str().to_lowercase();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!("warn,switchyard={level},switchyard_layers={level}"))
     });
-    let (writer, guard) =
-        match log_writer::spawn(Box::new(std::io::stdout()), log_writer::QUEUE_LINES) {
-            Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
-            // No thread to be had: lines are written where they are made.
-            Err(_) => (BoxMakeWriter::new(std::io::stdout), None),
-        };
+    let sink: Box<dyn std::io::Write + Send> = match file {
+        Some(file) => Box::new(log_file::Tee::new(file, std::io::stdout())),
+        None => Box::new(std::io::stdout()),
+    };
+    let (writer, guard) = match log_writer::spawn(sink, log_writer::QUEUE_LINES) {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        // No thread to be had: lines are written where they are made (not to the file: a
+        // daemon that cannot start a thread is failing anyway).
+        Err(_) => (BoxMakeWriter::new(std::io::stdout), None),
+    };
     let builder = tracing_subscriber::fmt()
+        .with_ansi(colour)
         .with_env_filter(filter)
         .with_target(true)
         .with_writer(writer);

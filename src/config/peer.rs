@@ -123,7 +123,6 @@ impl PeerArgs {
                 "state roots computed by op-geth for builder blocks",
             ),
             (self.flashblocks, "--flashblocks", "flashblocks"),
-            (self.log_file.is_some(), "--log-file", "log file"),
             (
                 self.ignore_unhealthy_builders,
                 "--ignore-unhealthy-builders",

@@ -226,3 +226,83 @@ async fn rollup_boost_units_keep_a_healthy_sequencer_healthy() {
         "{body}"
     );
 }
+
+fn daemon_args(
+    l2: &switchyard_sim::EngineSim,
+    log_file: &std::path::Path,
+    format: &str,
+) -> Vec<String> {
+    [
+        "--l2-url",
+        &l2.url(),
+        "--l2-jwt-token",
+        &secret_hex(&l2.secret()),
+        "--rpc-host",
+        "127.0.0.1",
+        "--rpc-port",
+        "0",
+        "--metrics",
+        "false",
+        "--log-format",
+        format,
+        "--log-file",
+        &log_file.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// logrotate's way: move the file, send SIGHUP; the next lines go to a new file at the path.
+#[tokio::test]
+async fn log_file_gets_every_line_and_is_reopened_on_sighup() {
+    let l2 = crate::harness::op_geth(spec(Fork::Isthmus)).await;
+    let dir = scratch_dir("log-file");
+    let path = dir.join("switchyard.log");
+    let (daemon, mut lines) = Daemon::spawn_with(&daemon_args(&l2, &path, "json"), |_| {});
+    let rotated = dir.join("switchyard.log.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    let status = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // The file is written before stdout: once stdout has the line, so has the file.
+    let reopened = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("log file reopened"));
+    assert!(reopened.is_some(), "the daemon logs its reopen");
+    let old = std::fs::read_to_string(&rotated).expect("old file");
+    assert!(old.contains(r#""message":"listening""#), "{old}");
+    assert!(!old.contains("log file reopened"), "{old}");
+    let new = std::fs::read_to_string(&path).expect("new file");
+    assert!(new.contains("log file reopened"), "{new}");
+    drop(daemon);
+}
+
+/// Colour is for terminals: a file or a pipe gets no escape codes.
+#[tokio::test]
+async fn text_logs_to_a_file_or_pipe_carry_no_escape_codes() {
+    use std::io::BufRead;
+    let l2 = crate::harness::op_geth(spec(Fork::Isthmus)).await;
+    let dir = scratch_dir("log-ansi");
+    let path = dir.join("switchyard.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(daemon_args(&l2, &path, "text"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let listening = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let listening = listening.expect("a listening line");
+    assert!(!listening.contains('\u{1b}'), "{listening:?}");
+    let file = std::fs::read_to_string(&path).expect("file");
+    assert!(file.contains("listening"), "{file}");
+    assert!(!file.contains('\u{1b}'), "{file:?}");
+}
