@@ -22,39 +22,59 @@
 //! no layer parses a body twice. Failures become responses (HTTP statuses or JSON-RPC errors), so
 //! a stack built from these layers over [`Forward`] has the error type
 //! [`Infallible`](std::convert::Infallible).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 
+// The transport floor: any authenticated JSON-RPC gateway.
 pub mod auth;
 pub mod body;
-pub mod boost_sync;
-pub mod builder;
-pub mod engine;
-pub mod fcu_mux;
 pub mod forward;
 pub mod health;
 pub mod jsonrpc;
 pub mod measure;
-pub mod miner_mirror;
-pub mod payload_select;
-pub mod relay;
 pub mod rpc_method;
 mod scan;
+#[cfg(feature = "tls")]
 pub mod tls;
-pub mod tx_mirror;
 mod warn;
+
+// The Engine API floor: builders beside op-geth.
+#[cfg(feature = "engine")]
+pub mod boost_sync;
+#[cfg(feature = "engine")]
+pub mod builder;
+#[cfg(feature = "engine")]
+pub mod engine;
+#[cfg(feature = "engine")]
+pub mod fcu_mux;
+#[cfg(feature = "engine")]
+pub mod miner_mirror;
+#[cfg(feature = "engine")]
+pub mod payload_select;
+#[cfg(feature = "engine")]
+pub mod relay;
+#[cfg(feature = "engine")]
+pub mod tx_mirror;
 
 pub use auth::{
     JwtError, JwtSecret, JwtSecretError, RequireJwt, RequireJwtLayer, SignJwt, SignJwtLayer,
 };
-pub use boost_sync::{BoostSync, BoostSyncLayer};
-pub use fcu_mux::{FcuMux, FcuMuxLayer};
 pub use forward::{Forward, ForwardError};
 pub use health::{HealthLayer, HealthRoutes};
 pub use measure::{Measure, MeasureLayer};
-pub use miner_mirror::{MinerMirror, MinerMirrorLayer};
-pub use payload_select::{PayloadSelect, PayloadSelectLayer};
-pub use relay::{Relay, RelayLayer, RelayRule};
 pub use rpc_method::{MethodRouter, RpcMethod, RpcMethodLayer};
+
+#[cfg(feature = "engine")]
+pub use boost_sync::{BoostSync, BoostSyncLayer};
+#[cfg(feature = "engine")]
+pub use fcu_mux::{FcuMux, FcuMuxLayer};
+#[cfg(feature = "engine")]
+pub use miner_mirror::{MinerMirror, MinerMirrorLayer};
+#[cfg(feature = "engine")]
+pub use payload_select::{PayloadSelect, PayloadSelectLayer};
+#[cfg(feature = "engine")]
+pub use relay::{Relay, RelayLayer, RelayRule};
+#[cfg(feature = "engine")]
 pub use tx_mirror::{TxMirror, TxMirrorLayer};

@@ -60,8 +60,9 @@ use self::pool::{ExchangeError, Pool};
 use crate::{
     body::{BodyError, CollectCapped, RpcBody},
     jsonrpc::{self, RpcBatch, RpcCall, code},
-    tls::{self, TlsError, TlsOptions, UpstreamConnector},
 };
+#[cfg(feature = "tls")]
+use crate::tls::{self, TlsError, TlsOptions, UpstreamConnector};
 
 /// Default cap on an upstream's response body: 64 MiB, well over the largest Engine payload
 /// (op-node's p2p layer caps a block at 10 MiB of snappy-compressed SSZ; hex JSON roughly doubles
@@ -220,6 +221,7 @@ impl Forward<HttpConnector> {
     }
 }
 
+#[cfg(feature = "tls")]
 impl Forward<UpstreamConnector> {
     /// Forwards to `uri`, over TLS if it is `https://` (see [`tls`]).
     ///
@@ -428,6 +430,7 @@ async fn exchange<C: Connector>(
 }
 
 /// A TLS failure if rustls is behind `source`; otherwise `other` of its error chain.
+#[cfg(feature = "tls")]
 fn tls_or(
     name: &Arc<str>,
     source: &(dyn std::error::Error + 'static),
@@ -440,6 +443,16 @@ fn tls_or(
         },
         None => other(error_chain(source)),
     }
+}
+
+/// Without TLS support no failure is a TLS one.
+#[cfg(not(feature = "tls"))]
+fn tls_or(
+    _name: &Arc<str>,
+    source: &(dyn std::error::Error + 'static),
+    other: impl FnOnce(String) -> ForwardError,
+) -> ForwardError {
+    other(error_chain(source))
 }
 
 pin_project! {
