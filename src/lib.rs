@@ -26,6 +26,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use switchyard_layers::{HealthLayer, body::RpcBody, builder::poll_heads};
 use tokio::{net::TcpListener, sync::watch};
 use tower::{ServiceBuilder, service_fn};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 /// The sockets switchyard serves on, bound before it starts.
 #[derive(Debug)]
@@ -184,8 +185,15 @@ pub async fn run(
             .await;
         });
     }
-    // Probes and op-conductor poll health on the RPC port too, without a JWT.
     let service = ServiceBuilder::new()
+        // Outermost: a bug that panics anywhere below costs that call a JSON-RPC error, never the
+        // connection or the daemon.
+        .layer(switchyard_layers::panic::catch_panic_layer())
+        // Authorization values are secrets: marked so that no Debug print or trace shows them.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+        ]))
+        // Probes and op-conductor poll health on the RPC port too, without a JWT.
         .layer(HealthLayer::new(probe))
         .service(stack::stack(&config, &parts));
     server::serve(listeners.rpc, service, &config.limits, shutdown).await;

@@ -52,6 +52,7 @@ pub fn describe() {
     switchyard_layers::measure::describe();
     switchyard_layers::builder::describe();
     switchyard_layers::payload_select::describe();
+    switchyard_layers::panic::describe();
     crate::health::describe();
     ::metrics::describe_counter!(
         LOG_LINES_DROPPED,

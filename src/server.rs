@@ -9,7 +9,6 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use switchyard_layers::body::RpcBody;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::Service;
 
@@ -21,17 +20,19 @@ use crate::config::ServerLimits;
 /// At most `limits.max_connections` connections are served at once; further clients wait in the
 /// listen backlog. A client that takes longer than `limits.header_read_timeout` to send a
 /// request's headers is disconnected.
-pub async fn serve<S>(
+pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     limits: &ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<RpcBody>, Error = Infallible>
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();

@@ -116,6 +116,9 @@ pub fn stack(
     if let Some(sink) = config.decision_sink.clone() {
         select = select.on_decision(move |decision| sink(decision));
     }
+    if let Some(check) = config.payload_check.clone() {
+        select = select.with_payload_check(move |builder, payload| check(builder, payload));
+    }
     ServiceBuilder::new()
         // First: an unauthenticated caller gets 401 before we read a byte of its body.
         .layer(RequireJwtLayer::new(config.rpc_secret.clone()))

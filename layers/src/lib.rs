@@ -34,6 +34,7 @@ pub mod forward;
 pub mod health;
 pub mod jsonrpc;
 pub mod measure;
+pub mod panic;
 pub mod rpc_method;
 mod scan;
 #[cfg(feature = "tls")]

@@ -442,6 +442,8 @@ pub struct Config {
     pub max_unsafe_interval: Duration,
     /// Told of every getPayload decision (besides the log and the metrics).
     pub decision_sink: Option<switchyard_layers::payload_select::DecisionSink>,
+    /// A check of the embedder's own on every builder payload, after the built-in ones.
+    pub payload_check: Option<switchyard_layers::payload_select::PayloadCheck>,
 }
 
 impl std::fmt::Debug for Config {
@@ -478,6 +480,7 @@ impl Config {
             metrics: None,
             max_unsafe_interval: Duration::from_secs(10),
             decision_sink: None,
+            payload_check: None,
         }
     }
 
@@ -667,6 +670,7 @@ impl Config {
                 .then(|| SocketAddr::new(args.metrics_host, args.metrics_port)),
             max_unsafe_interval: args.max_unsafe_interval,
             decision_sink: None,
+            payload_check: None,
         })
     }
 }

@@ -16,6 +16,7 @@ mod health;
 mod limits;
 mod metrics;
 mod outage;
+mod panics;
 mod passthrough;
 mod prometheus;
 mod shutdown;

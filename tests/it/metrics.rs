@@ -7,7 +7,7 @@ use switchyard_sim::{Fault, Fork, Tamper};
 use crate::harness::{Net, get, spec};
 
 /// `name{labels} value` lines of a Prometheus text page, by the full series text.
-fn series(page: &str) -> HashMap<String, f64> {
+pub fn series(page: &str) -> HashMap<String, f64> {
     page.lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .filter_map(|line| {
@@ -17,7 +17,7 @@ fn series(page: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-fn value(page: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(page: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     page.iter()
         .filter(|(series, _)| {
             series.starts_with(&format!("{name}{{"))

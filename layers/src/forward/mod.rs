@@ -57,12 +57,12 @@ use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
 use self::pool::{ExchangeError, Pool};
+#[cfg(feature = "tls")]
+use crate::tls::{self, TlsError, TlsOptions, UpstreamConnector};
 use crate::{
     body::{BodyError, CollectCapped, RpcBody},
     jsonrpc::{self, RpcBatch, RpcCall, code},
 };
-#[cfg(feature = "tls")]
-use crate::tls::{self, TlsError, TlsOptions, UpstreamConnector};
 
 /// Default cap on an upstream's response body: 64 MiB, well over the largest Engine payload
 /// (op-node's p2p layer caps a block at 10 MiB of snappy-compressed SSZ; hex JSON roughly doubles

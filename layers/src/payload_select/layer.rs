@@ -2,7 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use tower::Layer;
 
-use super::{Decision, DecisionSink, PayloadPolicy, PayloadSelect, SelectionPolicy};
+use super::{Decision, DecisionSink, PayloadCheck, PayloadPolicy, PayloadSelect, SelectionPolicy};
 use crate::{
     builder::{Builder, ModeSwitch},
     fcu_mux::PayloadJobs,
@@ -32,6 +32,7 @@ pub(super) struct Ctx {
     pub(super) policy: Arc<dyn PayloadPolicy>,
     pub(super) max_payload_size: usize,
     pub(super) sinks: Vec<DecisionSink>,
+    pub(super) payload_checks: Vec<PayloadCheck>,
     /// Big payloads fetched, decoded and hashed at once: no more than the cores that do it (or
     /// the builders, so that one getPayload never waits). More would finish no sooner and hold
     /// more megabytes.
@@ -61,6 +62,7 @@ impl PayloadSelectLayer {
                 policy: Arc::new(SelectionPolicy::default()),
                 max_payload_size: DEFAULT_BODY_LIMIT,
                 sinks: Vec::new(),
+                payload_checks: Vec::new(),
                 heavy_checks: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism()
                         .map_or(2, usize::from)
@@ -93,6 +95,18 @@ impl PayloadSelectLayer {
     /// Sets the largest builder getPayload answer accepted, in bytes of JSON.
     pub fn with_max_payload_size(mut self, bytes: usize) -> Self {
         self.ctx_mut().max_payload_size = bytes;
+        self
+    }
+
+    /// Adds a check of the operator's own that every builder payload must pass, after the
+    /// built-in ones (e.g. refuse near-empty blocks): `check(builder, payload)` returning `false`
+    /// makes the payload lose with reason `custom_check`. A check that panics costs only that
+    /// builder's candidate (counted in `switchyard_panics_total{where="builder_payload"}`).
+    pub fn with_payload_check(
+        mut self,
+        check: impl Fn(&str, &crate::engine::Envelope) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.ctx_mut().payload_checks.push(Arc::new(check));
         self
     }
 

@@ -62,3 +62,7 @@ pub use layer::{DEFAULT_DEADLINE, PayloadSelectLayer};
 pub use metrics::describe;
 pub use policy::{Choice, PayloadPolicy, SelectionPolicy, Summary, UnknownPolicy};
 pub use service::PayloadSelect;
+
+/// An operator's own check of builder payloads; see [`PayloadSelectLayer::with_payload_check`].
+pub type PayloadCheck =
+    std::sync::Arc<dyn Fn(&str, &crate::engine::Envelope) -> bool + Send + Sync>;

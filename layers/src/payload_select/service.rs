@@ -7,7 +7,7 @@ use alloy_primitives::U256;
 use alloy_rpc_types_engine::{PayloadId, PayloadStatus, PayloadStatusEnum};
 use bytes::Bytes;
 use futures_util::{
-    StreamExt,
+    FutureExt, StreamExt,
     future::{BoxFuture, Either},
     stream::FuturesUnordered,
 };
@@ -171,11 +171,21 @@ where
                 builder_job.clone(),
                 Bytes::copy_from_slice(call.id()),
                 version,
-                job,
+                (id, job),
                 validator.clone(),
                 ctx.clone(),
             );
-            Some(async move { (i, chain.await) })
+            // A bug that panics on one builder's payload costs that candidate, never op-node's
+            // answer: the other candidates and op-geth's payload are still there.
+            let builder = builder_job.builder.name().clone();
+            let chain = std::panic::AssertUnwindSafe(chain).catch_unwind();
+            Some(async move {
+                let chain = chain.await.unwrap_or_else(|panic| {
+                    builder_panicked(&builder, id, crate::panic::message(&*panic));
+                    Chain::lost(Stages::default(), "panic")
+                });
+                (i, chain)
+            })
         })
         .collect();
     let mut chain_results: Vec<Option<Chain>> = builder_jobs.iter().map(|_| None).collect();
@@ -418,7 +428,7 @@ async fn run_chain<S>(
     builder_job: BuilderJob,
     answer_id: Bytes,
     version: u8,
-    job: Arc<PayloadJob>,
+    (payload_id, job): (PayloadId, Arc<PayloadJob>),
     validator: S,
     ctx: Arc<Ctx>,
 ) -> Chain
@@ -470,8 +480,16 @@ where
     let max_size = ctx.max_payload_size;
     let checking_job = job.clone();
     let small = answer.len() <= INLINE_CHECK_BYTES;
+    let own_checks = ctx.payload_checks.clone();
+    let checked_builder = builder.name().clone();
     let prepare = move || {
         let envelope = check(&answer, version, &checking_job, max_size)?;
+        if !own_checks
+            .iter()
+            .all(|check| check(&checked_builder, &envelope))
+        {
+            return Err("custom_check");
+        }
         // Written inside op-node's answer: if it wins, that is sent as it is.
         let written = envelope.write_answer(&answer_id);
         Ok::<_, &'static str>((envelope, written))
@@ -484,7 +502,7 @@ where
         }
         tokio::task::spawn_blocking(prepare)
             .await
-            .unwrap_or(Err("check_failed"))
+            .unwrap_or_else(|error| Err(join_failure(&builder, payload_id, error)))
     };
     stages.checks = Some(step.elapsed());
     let (envelope, written) = match prepared {
@@ -521,7 +539,7 @@ where
     let validation = match hashed {
         Ok(Ok(())) => validation,
         Ok(Err(failure)) => Err(failure.label()),
-        Err(_) => Err("check_failed"),
+        Err(error) => Err(join_failure(&builder, payload_id, error)),
     };
     if validation == Err("block_hash") {
         invalid(&builder, "block_hash");
@@ -549,6 +567,29 @@ where
         result,
         gas_used,
         block_value,
+    }
+}
+
+/// A panic in one builder's part of a getPayload: counted and logged once, with the builder and
+/// the payload id; that candidate loses with reason `panic`.
+fn builder_panicked(builder: &str, payload_id: PayloadId, message: &str) {
+    crate::panic::count("builder_payload");
+    tracing::error!(target: "switchyard::payload", builder, payload_id = %payload_id, message, "a builder's payload path panicked; that candidate loses");
+}
+
+/// A blocking check that did not finish: a panic (counted, reason `panic`), or a runtime shutting
+/// down (`check_failed`: it could not run, which is never a pass).
+fn join_failure(
+    builder: &crate::builder::Builder,
+    payload_id: PayloadId,
+    error: tokio::task::JoinError,
+) -> &'static str {
+    match error.try_into_panic() {
+        Ok(panic) => {
+            builder_panicked(builder.name(), payload_id, crate::panic::message(&*panic));
+            "panic"
+        }
+        Err(_) => "check_failed",
     }
 }
 
