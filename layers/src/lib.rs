@@ -1,28 +1,10 @@
-//! Reusable tower layers for authenticated JSON-RPC gateways, and the Engine API in particular.
-//!
-//! Each concern is one layer, in one module, generic over `http::Request`/`Response` so it fits
-//! any tower-based server. switchyard stacks them like this (outermost first):
-//!
-//! ```text
-//!  op-node ──▶ RequireJwt        401 unless op-node's JWT; nothing read before that
-//!               └▶ RpcMethod     parse once → RpcCall in the extensions (batches split if claimed)
-//!                   └▶ BoostSync         newPayload, FCU without attributes → every builder's lane
-//!                       └▶ FcuMux        FCU with attributes → op-geth, and each synced builder's lane
-//!                           └▶ PayloadSelect   getPayload: builder payloads checked + validated
-//!                               └▶ TxMirror        transactions → op-geth, copies → builders
-//!                                   └▶ MinerMirror     miner_* settings → op-geth, kept + copied → builders
-//!                                       └▶ SignJwt         op-geth's own secret
-//!                                           └▶ Forward         pooled client → op-geth
-//!
-//!  builder lanes (one ordered worker each) ──▶ BuilderClient = SignJwt(builder secret) + Forward
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! Below [`RpcMethod`] every request carries its parsed [`jsonrpc::RpcCall`] (or
 //! [`jsonrpc::RpcBatch`]) in its extensions and its body as one buffered [`body::RpcBody`], so
 //! no layer parses a body twice. Failures become responses (HTTP statuses or JSON-RPC errors), so
 //! a stack built from these layers over [`Forward`] has the error type
 //! [`Infallible`](std::convert::Infallible).
-#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
