@@ -82,6 +82,25 @@ where
         .service(inner)
 }
 
+/// The layers `src/lib.rs` puts around the daemon's stack, from tower-http.
+fn tower_http_guards() -> tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer,
+        tower::layer::util::Stack<
+            switchyard_layers::panic::CatchPanicLayer<switchyard_layers::panic::JsonRpcPanic>,
+            tower::layer::util::Identity,
+        >,
+    >,
+> {
+    tower::ServiceBuilder::new()
+        .layer(switchyard_layers::panic::catch_panic_layer())
+        .layer(
+            tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                http::header::AUTHORIZATION,
+            ]),
+        )
+}
+
 /// The innermost service of every stack here: answers at once, without looking.
 fn bare()
 -> impl Service<Request<RpcBody>, Response = Response<RpcBody>, Error = Infallible, Future: Send>
@@ -185,6 +204,16 @@ fn layers(c: &mut Criterion) {
         let svc = whole_stack(&secret, bare());
         b.to_async(&rt).iter(|| svc.clone().oneshot(request(true)))
     });
+    // tower-http's two layers the daemon puts outermost: the cost of catching panics (a boxed
+    // response body) and of marking Authorization sensitive.
+    group.bench_function("tower_http_guards", |b| {
+        let svc = tower_http_guards().service(bare());
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(true)))
+    });
+    group.bench_function("whole_stack_guarded", |b| {
+        let svc = tower_http_guards().service(whole_stack(&secret, bare()));
+        b.to_async(&rt).iter(|| svc.clone().oneshot(request(true)))
+    });
     group.finish();
     report(
         "layers",
@@ -201,8 +230,11 @@ fn layers(c: &mut Criterion) {
             "miner_mirror",
             "health_routes",
             "whole_stack",
+            "tower_http_guards",
+            "whole_stack_guarded",
         ],
     );
+    report("layers", "whole_stack", &["whole_stack_guarded"]);
 }
 
 /// A ~1 MiB, 5,000-transaction getPayloadV4 result, the job that asked for it, and a newPayload body.

@@ -245,7 +245,6 @@ fn print_config(config: &Config, args: &RunArgs) -> ExitCode {
         .as_ref()
         .map(|p| p.display().to_string())
         .into();
-    described["ignore_unhealthy_builders"] = args.peer.ignore_unhealthy_builders.into();
     println!("{described:#}");
     ExitCode::SUCCESS
 }

@@ -134,10 +134,10 @@ pub fn stack(
         .layer(MeasureLayer::inbound())
         // Chain updates enter each builder's lane as they arrive, ahead of the next block's
         // attributes, and never wait for an answer.
-        .layer(BoostSyncLayer::new(
-            parts.builders.clone(),
-            parts.mode.clone(),
-        ))
+        .layer(
+            BoostSyncLayer::new(parts.builders.clone(), parts.mode.clone())
+                .skip_unsynced(policy.ignore_unhealthy),
+        )
         // Forkchoice updates with attributes: op-geth answers op-node; builders get the same call.
         .layer(FcuMuxLayer::new(
             parts.builders.clone(),

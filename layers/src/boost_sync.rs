@@ -10,6 +10,12 @@
 //! (`switchyard_builder_queue_dropped_total`); a builder's failures are counted and feed its
 //! health. Nothing is relayed while the [mode](crate::builder::ExecutionMode) is `disabled`.
 //!
+//! With [`BoostSyncLayer::skip_unsynced`] (rollup-boost's `--ignore-unhealthy-builders`), a
+//! builder whose health is not synced gets nothing either: it must catch up by its own means
+//! (its consensus client), and gets the chain again once the head check sees it synced. Since
+//! forkchoice updates with attributes already skip an unsynced builder, such a builder then
+//! gets no engine traffic at all.
+//!
 //! # Example
 //!
 //! ```
@@ -45,12 +51,27 @@ pub type BoostSync<S> = Relay<S, ChainUpdates>;
 #[derive(Clone, Debug)]
 pub struct ChainUpdates {
     mode: ModeSwitch,
+    skip_unsynced: bool,
 }
 
 impl BoostSyncLayer {
     /// Relays to `builders`, obeying `mode`.
     pub fn new(builders: Vec<Arc<Builder>>, mode: ModeSwitch) -> Self {
-        Self::with_rule(builders, ChainUpdates { mode })
+        Self::with_rule(
+            builders,
+            ChainUpdates {
+                mode,
+                skip_unsynced: false,
+            },
+        )
+    }
+
+    /// Relays nothing to a builder whose health is not synced. See the [module docs](self).
+    pub fn skip_unsynced(self, skip: bool) -> Self {
+        self.map_rule(|rule| ChainUpdates {
+            skip_unsynced: skip,
+            ..rule
+        })
     }
 }
 
@@ -60,6 +81,10 @@ impl RelayRule for ChainUpdates {
     }
 
     fn send(&self, builder: &Builder, call: &RpcCall) {
+        if self.skip_unsynced && !builder.health().is_synced() {
+            tracing::debug!(target: "switchyard::boost_sync", builder = %builder.name(), method = call.method(), "not relayed: the builder is not synced");
+            return;
+        }
         // A full lane is counted by the lane itself; op-node's call goes on regardless.
         let _ = builder.send_engine(call, Reply::None);
     }

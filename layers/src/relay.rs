@@ -71,6 +71,14 @@ impl<R> RelayLayer<R> {
             rule,
         }
     }
+
+    /// The same builders, with the rule changed by `change`.
+    pub fn map_rule(self, change: impl FnOnce(R) -> R) -> Self {
+        Self {
+            builders: self.builders,
+            rule: change(self.rule),
+        }
+    }
 }
 
 impl<S, R: Clone> Layer<S> for RelayLayer<R> {

@@ -391,6 +391,9 @@ pub struct BuilderPolicy {
     pub engine_queue: usize,
     /// Transaction lane capacity per builder.
     pub transaction_queue: usize,
+    /// No boost sync to a builder that is not synced (rollup-boost's
+    /// `--ignore-unhealthy-builders`).
+    pub ignore_unhealthy: bool,
 }
 
 impl Default for BuilderPolicy {
@@ -406,6 +409,7 @@ impl Default for BuilderPolicy {
             breaker_cooldown: 30,
             engine_queue: 64,
             transaction_queue: 4096,
+            ignore_unhealthy: false,
         }
     }
 }
@@ -663,6 +667,7 @@ impl Config {
                 breaker_cooldown: args.circuit_breaker_cooldown_blocks,
                 engine_queue: args.boost_sync_queue,
                 transaction_queue: args.tx_mirror_queue,
+                ignore_unhealthy: args.peer.ignore_unhealthy_builders,
             },
             admin,
             metrics: args
@@ -702,6 +707,7 @@ impl Config {
             "circuit_breaker_cooldown_blocks": policy.breaker_cooldown,
             "boost_sync_queue": policy.engine_queue,
             "tx_mirror_queue": policy.transaction_queue,
+            "ignore_unhealthy_builders": policy.ignore_unhealthy,
             "max_unsafe_interval_ms": ms(self.max_unsafe_interval),
             "metrics_addr": self.metrics.map(|a| a.to_string()),
             "admin_addr": self.admin.as_ref().map(|a| a.addr.to_string()),

@@ -24,8 +24,9 @@ pub struct PeerArgs {
         value_parser = super::parse_policy
     )]
     pub block_selection_policy: Option<SelectionPolicy>,
-    /// No builder traffic at all (forkchoice updates, boost sync, getPayload) while the builder's
-    /// health is not synced, as rollup-boost's flag of this name.
+    /// No engine traffic at all to a builder (forkchoice updates, boost sync, getPayload) while
+    /// its health is not synced, as rollup-boost's flag: it must catch up by its own consensus
+    /// client. Without it, boost sync keeps an unsynced builder following the chain.
     #[arg(long, env = "IGNORE_UNHEALTHY_BUILDERS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub ignore_unhealthy_builders: bool,
     /// Append log lines to this file too (reopened on SIGHUP, for logrotate).
@@ -123,11 +124,6 @@ impl PeerArgs {
                 "state roots computed by op-geth for builder blocks",
             ),
             (self.flashblocks, "--flashblocks", "flashblocks"),
-            (
-                self.ignore_unhealthy_builders,
-                "--ignore-unhealthy-builders",
-                "builder silence while unhealthy",
-            ),
             (
                 self.flashblocks_p2p,
                 "--flashblocks-p2p",

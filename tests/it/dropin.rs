@@ -8,7 +8,7 @@ use switchyard_sim::{Fork, secret_hex};
 
 use crate::{
     binary::{Daemon, op_geth_and_builder},
-    harness::{healthz_becomes, spec},
+    harness::{healthz_becomes, healthz_until, spec},
 };
 
 /// rollup-boost v0.7's `.env.example`, as shipped.
@@ -305,4 +305,78 @@ async fn text_logs_to_a_file_or_pipe_carry_no_escape_codes() {
     let file = std::fs::read_to_string(&path).expect("file");
     assert!(file.contains("listening"), "{file}");
     assert!(!file.contains('\u{1b}'), "{file:?}");
+}
+
+/// Builder engine calls made while the builder is not synced, over three blocks, with or without
+/// `--ignore-unhealthy-builders`. Returns the calls and the network, the builder still unsynced.
+async fn engine_calls_while_unsynced(ignore_unhealthy: bool) -> (usize, crate::harness::Net) {
+    use switchyard_sim::Fault;
+    let mut net = crate::harness::Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builder_policy.health_interval = std::time::Duration::from_millis(20);
+        config.builder_policy.ignore_unhealthy = ignore_unhealthy;
+    })
+    .await;
+    let report = net.step().await;
+    assert!(net.built_by(report.number, "builder"));
+    net.builders[0].faults().add(Fault::Syncing.everywhere());
+    // Its answers say SYNCING: once its health says so, the gate applies.
+    let mut unsynced = false;
+    for _ in 0..10 {
+        net.step().await;
+        if net.last().builders[0].lost == Some("skipped_syncing") {
+            unsynced = true;
+            break;
+        }
+    }
+    assert!(unsynced, "the builder is seen unsynced: {:?}", net.last());
+    let engine_calls = |net: &crate::harness::Net| net.builders[0].log().count("engine_");
+    let before = engine_calls(&net);
+    for _ in 0..3 {
+        let report = net.step().await;
+        assert!(net.built_locally(report.number));
+    }
+    (engine_calls(&net) - before, net)
+}
+
+/// rollup-boost's `--ignore-unhealthy-builders`: an unsynced builder gets no engine traffic at all
+/// (without the flag, boost sync keeps feeding it the chain) and must catch up by its own
+/// consensus client; once the head check sees it synced, it builds again.
+#[tokio::test]
+async fn ignore_unhealthy_builders_sends_an_unsynced_builder_nothing_until_it_catches_up() {
+    let (relayed, _) = engine_calls_while_unsynced(false).await;
+    assert!(relayed >= 6, "boost sync relays while unsynced: {relayed}");
+    let (relayed, mut net) = engine_calls_while_unsynced(true).await;
+    assert_eq!(relayed, 0, "nothing reaches an unsynced builder");
+
+    // Its own consensus client brings it to op-geth's head.
+    net.builders[0].faults().clear();
+    let mut own_cl = switchyard_sim::Sequencer::connect(
+        &net.builders[0].url(),
+        net.builders[0].secret(),
+        switchyard_sim::SequencerConfig::new(net.spec.clone()),
+    )
+    .await
+    .expect("the builder's own consensus client");
+    let mut won = false;
+    for _ in 0..5 {
+        // Its consensus client follows the chain, as a builder's must with this flag.
+        let builder_head = net.builders[0].head().header.number;
+        for number in builder_head + 1..=net.geth.head().header.number {
+            own_cl
+                .follow(&net.geth_block(number))
+                .await
+                .expect("the builder imports the chain");
+        }
+        // The head check sees it synced (the chain's genesis is old: op-geth itself is stale).
+        healthz_until(net.proxy.addr, StatusCode::SERVICE_UNAVAILABLE, |body| {
+            body["detail"]["builders"][0]["health"] == "synced"
+        })
+        .await;
+        let report = net.step().await;
+        if net.built_by(report.number, "builder") {
+            won = true;
+            break;
+        }
+    }
+    assert!(won, "synced again, it builds: {:?}", net.last());
 }

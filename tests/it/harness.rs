@@ -259,7 +259,7 @@ impl Net {
         names.iter().all(|name| !self.built_by(number, name))
     }
 
-    fn geth_block(&self, number: u64) -> std::sync::Arc<switchyard_sim::Block> {
+    pub fn geth_block(&self, number: u64) -> std::sync::Arc<switchyard_sim::Block> {
         let mut block = self.geth.head();
         while block.header.number > number {
             block = self

@@ -135,8 +135,17 @@ struct Target {
     mode: ExecutionMode,
 }
 
+/// What came back by the deadline: op-geth's answer (always: it is waited for) and each
+/// builder's path, in builder order (`None`: not finished by the deadline).
+struct Gathered<E> {
+    local_result: Result<Response<RpcBody>, E>,
+    local_latency: Option<std::time::Duration>,
+    chains: Vec<Option<Chain>>,
+}
+
+/// Serves one getPayload: [`gather`] the answers, then [`decide`].
 async fn select<S>(
-    mut local: S,
+    local: S,
     validator: S,
     req: Request<RpcBody>,
     target: Target,
@@ -147,37 +156,64 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
-    let Target {
-        call,
-        version,
-        id,
-        mode,
-    } = target;
     let started = Instant::now();
-    let job = ctx.jobs.get(&id);
+    let job = ctx.jobs.get(&target.id);
+    let builder_jobs: Vec<BuilderJob> =
+        job.as_ref().map(|j| j.builders.clone()).unwrap_or_default();
+    let gathered = gather(
+        local,
+        validator,
+        req,
+        &target,
+        job,
+        &builder_jobs,
+        &ctx,
+        started,
+    )
+    .await;
+    decide(gathered, &builder_jobs, target, &ctx, started)
+}
+
+/// Asks op-geth for its payload and runs every builder's path at once, until op-geth has
+/// answered and every path has ended or the deadline has passed.
+#[allow(clippy::too_many_arguments)]
+async fn gather<S>(
+    mut local: S,
+    validator: S,
+    req: Request<RpcBody>,
+    target: &Target,
+    job: Option<Arc<PayloadJob>>,
+    builder_jobs: &[BuilderJob],
+    ctx: &Arc<Ctx>,
+    started: Instant,
+) -> Gathered<S::Error>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
     let local_answer = local.call(req);
     tokio::pin!(local_answer);
     let deadline = tokio::time::sleep(ctx.deadline);
     tokio::pin!(deadline);
 
-    let builder_jobs: Vec<BuilderJob> =
-        job.as_ref().map(|j| j.builders.clone()).unwrap_or_default();
-    let mut chains: FuturesUnordered<_> = builder_jobs
+    let mut running: FuturesUnordered<_> = builder_jobs
         .iter()
         .enumerate()
         .filter_map(|(i, builder_job)| {
             let job = job.clone()?;
             let chain = run_chain(
                 builder_job.clone(),
-                Bytes::copy_from_slice(call.id()),
-                version,
-                (id, job),
+                Bytes::copy_from_slice(target.call.id()),
+                target.version,
+                (target.id, job),
                 validator.clone(),
                 ctx.clone(),
             );
             // A bug that panics on one builder's payload costs that candidate, never op-node's
             // answer: the other candidates and op-geth's payload are still there.
             let builder = builder_job.builder.name().clone();
+            let id = target.id;
             let chain = std::panic::AssertUnwindSafe(chain).catch_unwind();
             Some(async move {
                 let chain = chain.await.unwrap_or_else(|panic| {
@@ -188,18 +224,18 @@ where
             })
         })
         .collect();
-    let mut chain_results: Vec<Option<Chain>> = builder_jobs.iter().map(|_| None).collect();
+    let mut chains: Vec<Option<Chain>> = builder_jobs.iter().map(|_| None).collect();
     let mut local_result = None;
     let mut local_latency = None;
     let mut expired = false;
     loop {
-        if local_result.is_some() && (chains.is_empty() || expired) {
+        if local_result.is_some() && (running.is_empty() || expired) {
             break;
         }
         tokio::select! {
             // Builder results are polled first: on a tie with the deadline, they count.
             biased;
-            Some((i, chain)) = chains.next(), if !expired && !chains.is_empty() => chain_results[i] = Some(chain),
+            Some((i, chain)) = running.next(), if !expired && !running.is_empty() => chains[i] = Some(chain),
             answer = &mut local_answer, if local_result.is_none() => {
                 local_latency = Some(started.elapsed());
                 local_result = Some(answer);
@@ -207,12 +243,37 @@ where
             () = &mut deadline, if !expired => expired = true,
         }
     }
-    drop(chains);
-
-    let local_result = match local_result {
-        Some(result) => result,
+    match local_result {
+        Some(local_result) => Gathered {
+            local_result,
+            local_latency,
+            chains,
+        },
         None => unreachable!("the loop ends only once op-geth has answered"),
-    };
+    }
+}
+
+/// Chooses the answer from what was gathered: the policy among validated candidates true to
+/// op-geth's block number, liveness first (a validated payload beats op-geth's error), op-geth's
+/// payload in dry-run; then records and tells the decision.
+fn decide<E>(
+    gathered: Gathered<E>,
+    builder_jobs: &[BuilderJob],
+    target: Target,
+    ctx: &Ctx,
+    started: Instant,
+) -> Result<Response<RpcBody>, E> {
+    let Target {
+        call,
+        version,
+        id,
+        mode,
+    } = target;
+    let Gathered {
+        local_result,
+        local_latency,
+        chains: chain_results,
+    } = gathered;
     let local_failed = match &local_result {
         Ok(response) => answer_failed(response),
         Err(_) => true,
@@ -321,7 +382,7 @@ where
         total,
         headroom: ctx.deadline.saturating_sub(total),
     };
-    tell(&ctx, &decision);
+    tell(ctx, &decision);
     response
 }
 
