@@ -4,8 +4,10 @@
 //!
 //! [`MinerMirror`] passes each of [`MIRRORED`] (`miner_setMaxDASize`, which op-batcher uses to
 //! throttle blocks when its DA backlog grows, and `miner_setGasLimit`, `miner_setExtra`,
-//! `miner_setGasPrice`) to the inner service (op-geth, whose answer the caller gets) and sends
-//! the same call to every builder, in every [mode](crate::builder::ExecutionMode). Unlike
+//! `miner_setGasPrice`) to the inner service (op-geth, whose answer the caller gets) and, once
+//! op-geth has accepted it (HTTP 200 with a `result`), sends the same call to every builder, in
+//! every [mode](crate::builder::ExecutionMode): a builder never holds a DA limit or gas limit
+//! that the sequencer refused. Unlike
 //! transactions, settings are state: each builder keeps the latest call of each method and gets
 //! them all again when it is back from an outage or missed one (see
 //! [`Builder::send_setting`](crate::builder::Builder::send_setting)), so a builder that was down
@@ -51,6 +53,10 @@ impl RelayRule for MinerSettings {
 
     fn send(&self, builder: &Builder, call: &RpcCall) {
         builder.send_setting(call);
+    }
+
+    fn only_if_accepted(&self) -> bool {
+        true
     }
 }
 

@@ -7,7 +7,9 @@
 //! [`RelayRule`] wants to each builder, as the rule says (a queued lane call: never awaited);
 //! the caller gets the inner service's answer. Copies are queued as soon as the inner service
 //! has been polled once (for a forwarding service: once op-geth's request is queued for
-//! writing, so it is written first), and travel concurrently with op-geth's call, not after it. Calls without a parsed
+//! writing, so it is written first), and travel concurrently with op-geth's call, not after it;
+//! or, for a rule whose [`RelayRule::only_if_accepted`] says so, once the inner service has
+//! answered, and only if it accepted the call (HTTP 200 with a JSON-RPC `result`). Calls without a parsed
 //! [`RpcCall`] (batches, bodies that failed to parse) are passed on untouched.
 //!
 //! # Example
@@ -42,11 +44,16 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::Request;
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::{builder::Builder, jsonrpc::RpcCall};
+use crate::{
+    body::{self, RpcBody},
+    builder::Builder,
+    forward,
+    jsonrpc::{RpcCall, RpcResponse},
+};
 
 /// Which calls builders get a copy of, and how each builder gets it.
 pub trait RelayRule {
@@ -54,6 +61,28 @@ pub trait RelayRule {
     fn wants(&self, call: &RpcCall) -> bool;
     /// Hands `call` to `builder`; must not wait on it.
     fn send(&self, builder: &Builder, call: &RpcCall);
+    /// Whether copies wait for the inner service's answer and go only if it accepted the call.
+    /// By default they are queued at once, to travel beside it.
+    fn only_if_accepted(&self) -> bool {
+        false
+    }
+}
+
+/// Once the inner service has answered: whether it accepted the call.
+fn verdict<E>(polled: &Poll<Result<Response<RpcBody>, E>>) -> Option<bool> {
+    match polled {
+        Poll::Pending => None,
+        Poll::Ready(Ok(response)) => Some(accepted(response)),
+        Poll::Ready(Err(_)) => Some(false),
+    }
+}
+
+/// Whether an answer accepted its call: HTTP 200, no transport failure, a JSON-RPC `result`.
+fn accepted(response: &Response<RpcBody>) -> bool {
+    response.status() == StatusCode::OK
+        && forward::forward_error(response).is_none()
+        && RpcResponse::from_slice(&body::peek(response.body()))
+            .is_ok_and(|answer| answer.error.is_none() && answer.result.is_some())
 }
 
 /// Layer that copies the calls its rule wants to builders. See the [module docs](self).
@@ -108,7 +137,7 @@ impl<S, R> Relay<S, R> {
 
 impl<S, B, R> Service<Request<B>> for Relay<S, R>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<RpcBody>>,
     R: RelayRule + Clone,
 {
     type Response = S::Response;
@@ -150,13 +179,27 @@ impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
     }
 }
 
-impl<F: Future, R: RelayRule> Future for ResponseFuture<F, R> {
+impl<F, E, R> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<Response<RpcBody>, E>>,
+    R: RelayRule,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = this.future.poll(cx);
-        if let Some((call, layer)) = this.copy.take() {
+        let send = match this.copy.as_ref() {
+            None => None,
+            Some((_, layer)) if !layer.rule.only_if_accepted() => Some(true),
+            Some(_) => verdict(&polled),
+        };
+        let Some(send) = send else {
+            return polled;
+        };
+        if let Some((call, layer)) = this.copy.take()
+            && send
+        {
             for builder in layer.builders.iter() {
                 layer.rule.send(builder, &call);
             }
@@ -172,7 +215,7 @@ mod tests {
         sync::{Arc, Mutex},
     };
 
-    use http::Request;
+    use http::{Request, Response};
     use tower::{Layer, Service};
 
     use super::{RelayLayer, RelayRule};
@@ -211,7 +254,7 @@ mod tests {
             // A forwarding service hands its request to the connection on its first poll.
             async move {
                 log.lock().expect("log").push("inner polled");
-                Ok::<_, Infallible>(())
+                Ok::<_, Infallible>(Response::new(crate::body::RpcBody::default()))
             }
         });
         let mut relay = RelayLayer::with_rule(vec![builder], Record(log.clone())).layer(inner);

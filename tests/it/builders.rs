@@ -660,6 +660,15 @@ async fn transactions_are_mirrored_to_the_builder() {
     );
 }
 
+/// The params of each of the builder's calls of `method`, in order.
+fn all_params(sim: &switchyard_sim::EngineSim, method: &str) -> Vec<Value> {
+    sim.log()
+        .calls(method)
+        .iter()
+        .map(|e| e.params_json())
+        .collect()
+}
+
 /// The params of the builder's last call of `method`.
 fn last_params(sim: &switchyard_sim::EngineSim, method: &str) -> Option<Value> {
     sim.log().calls(method).last().map(|e| e.params_json())
@@ -715,6 +724,62 @@ async fn miner_settings_reach_the_builder_and_are_replayed_after_an_outage() {
     // Blocks go on as before.
     let report = net.step().await;
     assert!(net.built_by(report.number, "builder"));
+}
+
+/// A setting op-geth refused (a DA limit or gas limit the sequencer does not hold) never reaches
+/// a builder, and is not replayed to one after an outage: builders follow what op-geth accepted.
+#[tokio::test]
+async fn a_miner_setting_op_geth_refuses_never_reaches_a_builder() {
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builder_policy.health_interval = Duration::from_millis(20);
+    })
+    .await;
+    net.geth.faults().add(
+        Fault::RpcError {
+            code: -32602,
+            message: "invalid max DA size".into(),
+        }
+        .on("miner_setMaxDASize")
+        .times(1),
+    );
+    let client = net.seq.client().clone();
+    let refused = client
+        .call::<Value>("miner_setMaxDASize", json!(["0x1", "0x1"]))
+        .await;
+    assert!(refused.is_err(), "the batcher sees op-geth's refusal");
+    let accepted: Value = client
+        .call("miner_setMaxDASize", json!(["0x1000", "0x20000"]))
+        .await
+        .expect("op-geth accepts");
+    assert_eq!(accepted, json!(true));
+    net.builders[0]
+        .log()
+        .wait_for_count("miner_setMaxDASize", 1)
+        .await;
+    assert_eq!(
+        all_params(&net.builders[0], "miner_setMaxDASize"),
+        [json!(["0x1000", "0x20000"])]
+    );
+
+    // After an outage the builder gets the accepted setting again, never the refused one.
+    net.builders[0].stop().await;
+    crate::harness::healthz_until(
+        net.proxy.addr,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        |body| body["detail"]["builders"][0]["health"] == "unreachable",
+    )
+    .await;
+    net.builders[0].restart().await.expect("restart");
+    let replayed = net.builders[0]
+        .log()
+        .wait_for_count("miner_setMaxDASize", 2);
+    tokio::time::timeout(Duration::from_secs(10), replayed)
+        .await
+        .expect("the accepted setting replayed");
+    assert_eq!(
+        all_params(&net.builders[0], "miner_setMaxDASize"),
+        [json!(["0x1000", "0x20000"]), json!(["0x1000", "0x20000"])]
+    );
 }
 
 #[tokio::test]

@@ -189,31 +189,23 @@ async fn rollup_boost_units_keep_a_healthy_sequencer_healthy() {
     let dir = scratch_dir("units");
     let l2_url = l2.url();
     let builder_url = builder.url();
-    let args: Vec<String> = [
-        "--l2-url",
+    let builder_token = secret_hex(&builder.secret());
+    let args = daemon_args(
         l2_url.trim_start_matches("http://"),
-        "--l2-jwt-token",
-        &secret_hex(&l2.secret()),
-        "--builder-url",
-        builder_url.trim_start_matches("http://"),
-        "--builder-jwt-token",
-        &secret_hex(&builder.secret()),
-        "--max-unsafe-interval",
-        "10",
-        "--health-check-interval",
-        "60",
-        "--rpc-host",
-        "127.0.0.1",
-        "--rpc-port",
-        "0",
-        "--metrics",
-        "false",
-        "--log-format",
-        "json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &l2,
+        &[
+            "--builder-url",
+            builder_url.trim_start_matches("http://"),
+            "--builder-jwt-token",
+            &builder_token,
+            "--max-unsafe-interval",
+            "10",
+            "--health-check-interval",
+            "60",
+            "--log-format",
+            "json",
+        ],
+    );
     let (daemon, lines) = Daemon::spawn_with(&args, |command| {
         command.current_dir(&dir);
     });
@@ -227,30 +219,36 @@ async fn rollup_boost_units_keep_a_healthy_sequencer_healthy() {
     );
 }
 
-fn daemon_args(
-    l2: &switchyard_sim::EngineSim,
-    log_file: &std::path::Path,
-    format: &str,
-) -> Vec<String> {
-    [
+/// A daemon serving on 127.0.0.1:0 with metrics off, for op-geth `l2` at `l2_url`, plus `extra`.
+fn daemon_args(l2_url: &str, l2: &switchyard_sim::EngineSim, extra: &[&str]) -> Vec<String> {
+    let token = secret_hex(&l2.secret());
+    let base = [
         "--l2-url",
-        &l2.url(),
+        l2_url,
         "--l2-jwt-token",
-        &secret_hex(&l2.secret()),
+        &token,
         "--rpc-host",
         "127.0.0.1",
         "--rpc-port",
         "0",
         "--metrics",
         "false",
-        "--log-format",
-        format,
-        "--log-file",
-        &log_file.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+/// [`daemon_args`] with logs in `format` also to `log_file`.
+fn log_file_args(
+    l2: &switchyard_sim::EngineSim,
+    log_file: &std::path::Path,
+    format: &str,
+) -> Vec<String> {
+    let file = log_file.display().to_string();
+    daemon_args(
+        &l2.url(),
+        l2,
+        &["--log-format", format, "--log-file", &file],
+    )
 }
 
 /// logrotate's way: move the file, send SIGHUP; the next lines go to a new file at the path.
@@ -259,7 +257,7 @@ async fn log_file_gets_every_line_and_is_reopened_on_sighup() {
     let l2 = crate::harness::op_geth(spec(Fork::Isthmus)).await;
     let dir = scratch_dir("log-file");
     let path = dir.join("switchyard.log");
-    let (daemon, mut lines) = Daemon::spawn_with(&daemon_args(&l2, &path, "json"), |_| {});
+    let (daemon, mut lines) = Daemon::spawn_with(&log_file_args(&l2, &path, "json"), |_| {});
     let rotated = dir.join("switchyard.log.1");
     std::fs::rename(&path, &rotated).expect("rotate");
     let status = Command::new("kill")
@@ -289,7 +287,7 @@ async fn text_logs_to_a_file_or_pipe_carry_no_escape_codes() {
     let dir = scratch_dir("log-ansi");
     let path = dir.join("switchyard.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(daemon_args(&l2, &path, "text"))
+        .args(log_file_args(&l2, &path, "text"))
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
