@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod devnet;
 pub mod health;
@@ -21,7 +22,8 @@ pub mod stack;
 
 use std::{convert::Infallible, future::Future, sync::Arc};
 
-pub use config::{Cli, Config};
+pub use cli::Cli;
+pub use config::Config;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use switchyard_layers::{HealthLayer, body::RpcBody, builder::poll_heads};
 use tokio::{net::TcpListener, sync::watch};

@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use switchyard::{
     Config,
-    config::{Cli, Command, LogFormat, RunArgs},
+    cli::{Cli, Command},
+    config::{LogFormat, RunArgs},
     log_file, log_writer,
 };
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};

@@ -9,7 +9,6 @@ use switchyard_layers::{
     RequireJwtLayer, RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
     body::RpcBody,
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
-    engine,
     fcu_mux::PayloadJobs,
     tls::{TlsError, UpstreamConnector},
 };
@@ -103,7 +102,7 @@ pub fn stack(
     let claimed = if parts.builders.is_empty() {
         Vec::new()
     } else {
-        engine::claimed_methods()
+        switchyard_layers::claims::claimed_methods()
     };
     let mut select = PayloadSelectLayer::new(
         parts.builders.clone(),

@@ -78,26 +78,6 @@ impl EngineMethod {
     }
 }
 
-/// Every method name the builder layers may claim, for [`RpcMethodLayer::claim`](crate::RpcMethodLayer::claim).
-pub fn claimed_methods() -> Vec<String> {
-    let mut methods = Vec::new();
-    for v in 1..=3 {
-        methods.push(EngineMethod::ForkchoiceUpdated(v).name());
-    }
-    for v in 2..=5 {
-        methods.push(EngineMethod::GetPayload(v).name());
-    }
-    for v in 2..=4 {
-        methods.push(EngineMethod::NewPayload(v).name());
-    }
-    methods.extend([
-        "eth_sendRawTransaction".to_owned(),
-        "eth_sendRawTransactionConditional".to_owned(),
-    ]);
-    methods.extend(crate::miner_mirror::MIRRORED.map(str::to_owned));
-    methods
-}
-
 /// `engine_forkchoiceUpdated` params: the head block hash, and the attributes as raw JSON
 /// (`None` when absent or `null`), without copying them. Only the state is scanned, and only its
 /// head decoded: the attributes are what follows it, for whoever needs them to decode (a

@@ -29,6 +29,8 @@ pub mod boost_sync;
 #[cfg(feature = "engine")]
 pub mod builder;
 #[cfg(feature = "engine")]
+pub mod claims;
+#[cfg(feature = "engine")]
 pub mod engine;
 #[cfg(feature = "engine")]
 pub mod fcu_mux;

@@ -128,16 +128,18 @@ pub fn client_config(options: &TlsOptions) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
-/// A connector for `uri`: rustls with `options` if it is `https://`, plain TCP otherwise.
+/// A connector for `uri` over `http` (the TCP connector, with its timeouts): rustls with
+/// `options` if it is `https://`, plain TCP otherwise.
 ///
 /// # Errors
 ///
 /// If the TLS configuration cannot be built (only for `https://`).
-pub fn connector(uri: &http::Uri, options: &TlsOptions) -> Result<UpstreamConnector, TlsError> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
+pub fn connector(
+    uri: &http::Uri,
+    options: &TlsOptions,
+    mut http: HttpConnector,
+) -> Result<UpstreamConnector, TlsError> {
     http.enforce_http(false);
-    http.set_connect_timeout(Some(crate::forward::DEFAULT_TIMEOUT));
     // Plain upstreams need no roots: don't fail (or read the system store) for them.
     let config = if uri.scheme_str() == Some("https") {
         client_config(options)?

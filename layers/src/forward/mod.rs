@@ -211,13 +211,19 @@ impl<C> Connector for C where
 {
 }
 
+/// The TCP connector every `Forward` starts from: no Nagle delay, connects bounded by
+/// [`DEFAULT_TIMEOUT`].
+fn tcp_connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(DEFAULT_TIMEOUT));
+    connector
+}
+
 impl Forward<HttpConnector> {
     /// Forwards to `uri` (plain HTTP), calling the upstream `name` in errors, logs and metrics.
     pub fn new(name: impl Into<Arc<str>>, uri: Uri) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(DEFAULT_TIMEOUT));
-        Self::with_connector(name, uri, connector)
+        Self::with_connector(name, uri, tcp_connector())
     }
 }
 
@@ -233,7 +239,7 @@ impl Forward<UpstreamConnector> {
         uri: Uri,
         options: &TlsOptions,
     ) -> Result<Self, TlsError> {
-        let connector = tls::connector(&uri, options)?;
+        let connector = tls::connector(&uri, options, tcp_connector())?;
         Ok(Self::with_connector(name, uri, connector))
     }
 }
