@@ -5,8 +5,11 @@
 //! [`TxMirror`] passes `eth_sendRawTransaction` and `eth_sendRawTransactionConditional` to the
 //! inner service (op-geth, whose answer op-node or the RPC client gets) and queues the same call
 //! on each synced builder's transaction lane: bounded, ordered, counted when full, separate from
-//! the engine lane so a burst of transactions never delays boost sync. Transactions are mirrored
-//! in every [mode](crate::builder::ExecutionMode): they are not Engine API traffic.
+//! the engine lane so a burst of transactions never delays boost sync. For a builder that is not
+//! synced (down, behind) they are held, bounded, and sent in order once it is (see
+//! [`Builder::mirror_transaction`]): a builder back from an outage gets every transaction it
+//! missed, with no nonce gap. Transactions are mirrored in every
+//! [mode](crate::builder::ExecutionMode): they are not Engine API traffic.
 //!
 //! # Example
 //!
@@ -35,7 +38,8 @@ pub type TxMirrorLayer = RelayLayer<Transactions>;
 /// Service that mirrors transactions to builders. See the [module docs](self).
 pub type TxMirror<S> = Relay<S, Transactions>;
 
-/// The [rule](RelayRule) of [`TxMirror`]: transactions, to each synced builder's transaction lane.
+/// The [rule](RelayRule) of [`TxMirror`]: transactions, to each builder's transaction lane, held
+/// while it is not synced.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Transactions;
 
@@ -45,10 +49,7 @@ impl RelayRule for Transactions {
     }
 
     fn send(&self, builder: &Builder, call: &RpcCall) {
-        if builder.health().is_synced() {
-            // A full lane is counted by the lane itself.
-            let _ = builder.send_transaction(call);
-        }
+        builder.mirror_transaction(call);
     }
 }
 

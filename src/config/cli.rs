@@ -131,7 +131,8 @@ pub struct RunArgs {
     /// and counted.
     #[arg(long, env = "BOOST_SYNC_QUEUE", default_value_t = 64)]
     pub boost_sync_queue: usize,
-    /// Mirrored transactions that may wait for each builder.
+    /// Mirrored transactions that may wait for each builder (in its lane, and again as many held
+    /// while it is not synced).
     #[arg(long, env = "TX_MIRROR_QUEUE", default_value_t = 4096)]
     pub tx_mirror_queue: usize,
     /// Address of the admin JSON-RPC endpoint (execution mode, builder status).

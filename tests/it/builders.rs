@@ -636,6 +636,58 @@ async fn the_circuit_breaker_trips_and_recovers() {
     );
 }
 
+/// A builder down for some blocks gets every transaction sent meanwhile, in order, when it is
+/// back and synced: no nonce gap for a builder with no peers of its own.
+#[tokio::test]
+async fn transactions_sent_while_a_builder_is_down_reach_it_in_order_when_it_returns() {
+    let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |config| {
+        config.builder_policy.health_interval = Duration::from_millis(20);
+    })
+    .await;
+    net.step().await;
+    net.builders[0].stop().await;
+    crate::harness::healthz_until(
+        net.proxy.addr,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        |body| body["detail"]["builders"][0]["health"] == "unreachable",
+    )
+    .await;
+    let raws: Vec<_> = (0..5)
+        .map(|nonce| switchyard_sim::tx::transfer(net.spec.chain_id, 77, nonce, 0))
+        .collect();
+    for (i, raw) in raws.iter().enumerate() {
+        net.seq
+            .client()
+            .call::<Value>("eth_sendRawTransaction", json!([raw]))
+            .await
+            .expect("op-geth takes it");
+        // Blocks go on while the builder is away.
+        if i % 2 == 1 {
+            net.step().await;
+        }
+    }
+    let before = net.builders[0].log().count("eth_sendRawTransaction");
+    net.builders[0].restart().await.expect("restart");
+    // Boost sync brings it to the head; once the head check sees it synced, the held
+    // transactions follow, oldest first.
+    for _ in 0..3 {
+        net.step().await;
+    }
+    let delivered = net.builders[0]
+        .log()
+        .wait_for_count("eth_sendRawTransaction", before + raws.len());
+    // (The bound only turns a missing delivery into a failure instead of a hang.)
+    tokio::time::timeout(Duration::from_secs(10), delivered)
+        .await
+        .expect("every held transaction reached the builder");
+    let sent: Vec<Value> = all_params(&net.builders[0], "eth_sendRawTransaction")
+        .into_iter()
+        .skip(before)
+        .collect();
+    let expected: Vec<Value> = raws.iter().map(|raw| json!([raw])).collect();
+    assert_eq!(sent, expected, "in the order they were sent");
+}
+
 #[tokio::test]
 async fn transactions_are_mirrored_to_the_builder() {
     let mut net = Net::start(spec(Fork::Isthmus), &["builder"], |_| {}).await;

@@ -247,6 +247,7 @@ pub async fn poll_heads(
                     builder.mark_settings_stale();
                 }
                 builder.replay_settings_if_stale();
+                builder.send_held_transactions();
             }
         }
     }

@@ -15,6 +15,8 @@ pub(crate) const HEALTH_STATE: &str = "switchyard_builder_health_state";
 pub(crate) const HEAD_LAG: &str = "switchyard_builder_head_lag_blocks";
 pub(crate) const CIRCUIT_OPEN: &str = "switchyard_builder_circuit_open";
 pub(crate) const EXECUTION_MODE: &str = "switchyard_execution_mode";
+pub(crate) const TX_HELD: &str = "switchyard_builder_transactions_held_total";
+pub(crate) const TX_HELD_DROPPED: &str = "switchyard_builder_transactions_held_dropped_total";
 
 /// Registers the descriptions of this concern's metrics with the installed recorder.
 pub fn describe() {
@@ -46,6 +48,14 @@ pub fn describe() {
         CIRCUIT_OPEN,
         "1 while the builder's circuit breaker is open (the builder runs dry)"
     );
+    metrics::describe_counter!(
+        TX_HELD,
+        "Mirrored transactions held for a builder that was not synced, to be sent in order once it is"
+    );
+    metrics::describe_counter!(
+        TX_HELD_DROPPED,
+        "Mirrored transactions dropped because a builder's backlog (while not synced) was full"
+    );
     metrics::describe_gauge!(
         EXECUTION_MODE,
         "1 for the current execution mode (enabled, dry-run, disabled)"
@@ -61,6 +71,16 @@ pub(super) fn register(builder: &str) {
     }
     metrics::gauge!(CIRCUIT_OPEN, "builder" => builder.to_owned()).set(0.0);
     metrics::gauge!(HEAD_LAG, "builder" => builder.to_owned()).set(0.0);
+    metrics::counter!(TX_HELD, "builder" => builder.to_owned()).increment(0);
+    metrics::counter!(TX_HELD_DROPPED, "builder" => builder.to_owned()).increment(0);
+}
+
+pub(super) fn transaction_held(builder: &str) {
+    metrics::counter!(TX_HELD, "builder" => builder.to_owned()).increment(1);
+}
+
+pub(super) fn transaction_held_dropped(builder: &str) {
+    metrics::counter!(TX_HELD_DROPPED, "builder" => builder.to_owned()).increment(1);
 }
 
 /// The `kind` label of a lane call.

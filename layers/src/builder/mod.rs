@@ -43,6 +43,7 @@
 //! # }
 //! ```
 
+mod backlog;
 mod breaker;
 mod client;
 mod health;
@@ -76,6 +77,7 @@ pub struct Builder {
     health: BuilderHealth,
     breaker: CircuitBreaker,
     settings: Settings,
+    held: backlog::Backlog,
     // Bytes of its last getPayload answer: how big its next one will likely be.
     payload_size: AtomicUsize,
 }
@@ -116,6 +118,7 @@ impl Builder {
             health,
             breaker,
             settings: Settings::default(),
+            held: backlog::Backlog::new(lanes.transaction_capacity),
             payload_size: AtomicUsize::new(0),
         })
     }
@@ -186,6 +189,38 @@ impl Builder {
     /// [`LaneError::Full`] if the lane is full (the transaction is dropped and counted).
     pub fn send_transaction(&self, call: &RpcCall) -> Result<(), LaneError> {
         self.transactions.send(call, Reply::None)
+    }
+
+    /// Mirrors a transaction: through the transaction lane while the builder is synced; while it
+    /// is not (down, behind, syncing), held in a bounded backlog (the lane's capacity) and sent
+    /// in order once [`poll_heads`] sees it synced again, so that a builder back from an outage
+    /// has the pool it would have had. Past the bound the newest are dropped and counted.
+    pub fn mirror_transaction(&self, call: &RpcCall) {
+        let outcome = self.held.hold_or_pass(call, self.health.is_synced(), || {
+            // A full lane is counted by the lane itself.
+            let _ = self.transactions.send(call, Reply::None);
+        });
+        match outcome {
+            backlog::Mirrored::Pass => {}
+            backlog::Mirrored::Held => metrics::transaction_held(self.name()),
+            backlog::Mirrored::Dropped => metrics::transaction_held_dropped(self.name()),
+        }
+    }
+
+    /// Sends the transactions held while the builder was not synced, oldest first. Called by
+    /// [`poll_heads`] when it sees the builder synced.
+    pub fn send_held_transactions(&self) {
+        let sent = self.held.drain(|call| {
+            let _ = self.transactions.send(call, Reply::None);
+        });
+        if sent > 0 {
+            tracing::info!(target: "switchyard::builder", builder = %self.name(), transactions = sent, "sending the transactions held while it was not synced");
+        }
+    }
+
+    /// Transactions held for the builder until it is synced.
+    pub fn held_transactions(&self) -> usize {
+        self.held.len()
     }
 
     /// Sends a `miner_*` setting through the transaction lane and keeps it as the latest of its
