@@ -81,6 +81,9 @@ struct Job {
 #[derive(Debug)]
 pub(super) struct Lane {
     sender: mpsc::Sender<Job>,
+    // A forkchoice update is with the builder now: the next block's may supersede it.
+    forkchoice_in_flight: Arc<std::sync::atomic::AtomicBool>,
+    supersede: Arc<tokio::sync::Notify>,
     depth: Arc<AtomicUsize>,
     bytes: Arc<AtomicUsize>,
     bytes_capacity: usize,
@@ -104,6 +107,9 @@ impl Lane {
         let lane_metrics = Arc::new(metrics::LaneMetrics::new(client.name().clone(), kind));
         let (worker_depth, worker_bytes) = (depth.clone(), bytes.clone());
         let worker_metrics = lane_metrics.clone();
+        let forkchoice_in_flight = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let supersede = Arc::new(tokio::sync::Notify::new());
+        let (in_flight, superseded) = (forkchoice_in_flight.clone(), supersede.clone());
         tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
                 let waiting = worker_depth
@@ -127,7 +133,34 @@ impl Lane {
                     }
                     continue;
                 }
-                let result = client.relay(&job.call).await;
+                let forkchoice = matches!(
+                    EngineMethod::parse(method),
+                    Some(EngineMethod::ForkchoiceUpdated(_))
+                );
+                let result = if forkchoice {
+                    in_flight.store(true, Ordering::Release);
+                    let relayed = tokio::select! {
+                        biased;
+                        result = client.relay(&job.call) => Some(result),
+                        () = superseded.notified() => None,
+                    };
+                    in_flight.store(false, Ordering::Release);
+                    relayed
+                } else {
+                    Some(client.relay(&job.call).await)
+                };
+                let Some(result) = result else {
+                    // Given up at the next block's attributes: what it was for has passed, and the
+                    // calls behind it (blocks, the new head) must reach the builder now. Says
+                    // nothing of the builder's health: the next answer will.
+                    let stale = Err(BuilderError::Stale);
+                    worker_metrics.call(method, &stale);
+                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, "forkchoice update superseded while the builder held it");
+                    if let Reply::Callback(reply) = job.reply {
+                        reply(stale);
+                    }
+                    continue;
+                };
                 if let Some(health) = &health {
                     health.observe(method, &result);
                 }
@@ -142,10 +175,22 @@ impl Lane {
         });
         Self {
             sender,
+            forkchoice_in_flight,
+            supersede,
             depth,
             bytes,
             bytes_capacity,
             metrics: lane_metrics,
+        }
+    }
+
+    /// Gives up on the forkchoice update the builder holds now, if any: called as the next
+    /// block's attributes are queued, so that a builder that hangs on one update costs that
+    /// block only, never the next.
+    pub(super) fn supersede_forkchoice(&self) {
+        if self.forkchoice_in_flight.load(Ordering::Acquire) {
+            // Wakes the worker's wait only: no permit is left behind for a later update.
+            self.supersede.notify_waiters();
         }
     }
 

@@ -15,7 +15,10 @@
 //!   engine traffic. A full lane drops the message and counts the drop; nobody waits on a lane.
 //!   A forkchoice update that waited in the engine lane longer than
 //!   [`LaneConfig::forkchoice_stale_after`] (behind a builder that hangs) is dropped unsent, so
-//!   a builder that recovers gets today's head, not a backlog of old ones.
+//!   a builder that recovers gets today's head, not a backlog of old ones. A forkchoice update
+//!   the builder is still holding when the next block's attributes arrive is given up
+//!   ([`Builder::supersede_forkchoice`]): a builder that hangs on one update costs that block
+//!   only, and the blocks queued behind it reach it at once.
 //! - [`BuilderHealth`] says whether it is synced: from what it answers in its engine lane, and
 //!   from [`poll_heads`], which compares its head with op-geth's.
 //! - `miner_*` settings (DA limits, gas limit, extra data, gas price) go to it through its
@@ -180,6 +183,13 @@ impl Builder {
     /// [`LaneError::Full`] if the lane is full (the call is dropped and counted).
     pub fn send_engine(&self, call: &RpcCall, reply: Reply) -> Result<(), LaneError> {
         self.engine.send(call, reply)
+    }
+
+    /// Gives up on the forkchoice update the builder is holding, if any (the engine lane moves on
+    /// to what is queued behind it). For the next block's attributes: a builder that hung on one
+    /// block's update then costs that block only.
+    pub fn supersede_forkchoice(&self) {
+        self.engine.supersede_forkchoice();
     }
 
     /// Queues a mirrored transaction.

@@ -126,6 +126,9 @@ impl FcuMuxLayer {
                 let reply = Reply::Callback(Box::new(move |result| {
                     let _ = answer.send(builder_answer(result));
                 }));
+                // A forkchoice update the builder still holds was for a block that has passed:
+                // it must not hold this one (nor the blocks queued ahead of it) too.
+                builder.supersede_forkchoice();
                 match builder.send_engine(call, reply) {
                     Ok(()) => BuilderJob {
                         builder: builder.clone(),
