@@ -118,26 +118,16 @@ impl Lane {
                 worker_bytes.fetch_sub(job.call.bytes().len(), Ordering::Relaxed);
                 worker_metrics.depth(waiting);
                 let method = job.call.method();
-                if stale_after.is_some_and(|bound| job.queued.elapsed() > bound)
-                    && matches!(
-                        EngineMethod::parse(method),
-                        Some(EngineMethod::ForkchoiceUpdated(_))
-                    )
-                {
-                    // Says nothing of the builder's health: it was never asked.
-                    let stale = Err(BuilderError::Stale);
-                    worker_metrics.call(method, &stale);
-                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, "stale forkchoice update dropped");
-                    if let Reply::Callback(reply) = job.reply {
-                        reply(stale);
-                    }
-                    continue;
-                }
                 let forkchoice = matches!(
                     EngineMethod::parse(method),
                     Some(EngineMethod::ForkchoiceUpdated(_))
                 );
-                let result = if forkchoice {
+                let result = if forkchoice
+                    && stale_after.is_some_and(|bound| job.queued.elapsed() > bound)
+                {
+                    // Waited past the bound: op-node has moved on, so it is not sent.
+                    None
+                } else if forkchoice {
                     in_flight.store(true, Ordering::Release);
                     let relayed = tokio::select! {
                         biased;
@@ -150,12 +140,13 @@ impl Lane {
                     Some(client.relay(&job.call).await)
                 };
                 let Some(result) = result else {
-                    // Given up at the next block's attributes: what it was for has passed, and the
-                    // calls behind it (blocks, the new head) must reach the builder now. Says
-                    // nothing of the builder's health: the next answer will.
+                    // A forkchoice update dropped unsent, or given up at the next block's
+                    // attributes while the builder held it: what it was for has passed, and the
+                    // calls behind it must reach the builder now. Says nothing of the builder's
+                    // health: the next answer will.
                     let stale = Err(BuilderError::Stale);
                     worker_metrics.call(method, &stale);
-                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, "forkchoice update superseded while the builder held it");
+                    tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, "stale forkchoice update dropped");
                     if let Reply::Callback(reply) = job.reply {
                         reply(stale);
                     }
@@ -326,6 +317,55 @@ mod tests {
                 "engine_forkchoiceUpdatedV3"
             ],
             "the stale update never reached the builder"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_held_forkchoice_update_is_given_up_when_superseded_and_the_lane_moves_on() {
+        // A builder that never answers its first call, and logs what reaches it.
+        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+        let arrived = Arc::new(Notify::new());
+        let (log, first_in) = (sent.clone(), arrived.clone());
+        let upstream = tower::service_fn(move |req: Request<RpcBody>| {
+            let (log, first_in) = (log.clone(), first_in.clone());
+            async move {
+                let method = req
+                    .extensions()
+                    .get::<RpcCall>()
+                    .map(|c| c.method().to_owned())
+                    .unwrap_or_default();
+                let first = {
+                    let mut log = log.lock().expect("log");
+                    log.push(method);
+                    log.len() == 1
+                };
+                if first {
+                    first_in.notify_one();
+                    std::future::pending::<()>().await;
+                }
+                let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
+                Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::from_static(body))))
+            }
+        });
+        let client = BuilderClient::from_service("builder", upstream);
+        let lane = Lane::spawn(client, "engine", 8, 1 << 20, None, None);
+        // Nothing held: nothing to give up, and no later update is affected.
+        lane.supersede_forkchoice();
+        let held = send(&lane, "engine_forkchoiceUpdatedV3");
+        arrived.notified().await;
+        let block = send(&lane, "engine_newPayloadV4");
+        lane.supersede_forkchoice();
+        assert_eq!(held.await.expect("answered"), Err(BuilderError::Stale));
+        assert!(block.await.expect("answered").is_ok(), "the lane moved on");
+        let next = send(&lane, "engine_forkchoiceUpdatedV3");
+        assert!(next.await.expect("answered").is_ok());
+        assert_eq!(
+            *sent.lock().expect("log"),
+            [
+                "engine_forkchoiceUpdatedV3",
+                "engine_newPayloadV4",
+                "engine_forkchoiceUpdatedV3"
+            ]
         );
     }
 }
