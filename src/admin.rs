@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `switchyard_getExecutionMode` (`debug_getExecutionMode`) | none | `{"execution_mode": "enabled"}` |
 //! | `switchyard_setExecutionMode` (`debug_setExecutionMode`) | `[{"execution_mode": "dry-run"}]` or `["dry-run"]` | the new mode, as above |
-//! | `switchyard_builders` | none | each builder: name, health, circuit breaker, queue depths |
+//! | `switchyard_builders` | none | each builder: name, health, circuit breaker, queue depths, transactions held while it is not synced |
 //! | `switchyard_status` | none | the mode, the payload jobs in flight, and the builders as above |
 //!
 //! The `debug_` names and `dry_run` spelling are rollup-boost's, so its tooling works unchanged.
@@ -103,6 +103,7 @@ fn builders(control: &Control) -> Value {
                     "circuit_open": b.breaker().is_open(),
                     "engine_queue": engine_queue,
                     "transaction_queue": transaction_queue,
+                    "held_transactions": b.held_transactions(),
                 })
             })
             .collect(),

@@ -44,16 +44,11 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::{
-    body::{self, RpcBody},
-    builder::Builder,
-    forward,
-    jsonrpc::{RpcCall, RpcResponse},
-};
+use crate::{body::RpcBody, builder::Builder, forward, jsonrpc::RpcCall};
 
 /// Which calls builders get a copy of, and how each builder gets it.
 pub trait RelayRule {
@@ -72,17 +67,9 @@ pub trait RelayRule {
 fn verdict<E>(polled: &Poll<Result<Response<RpcBody>, E>>) -> Option<bool> {
     match polled {
         Poll::Pending => None,
-        Poll::Ready(Ok(response)) => Some(accepted(response)),
+        Poll::Ready(Ok(response)) => Some(forward::accepted(response)),
         Poll::Ready(Err(_)) => Some(false),
     }
-}
-
-/// Whether an answer accepted its call: HTTP 200, no transport failure, a JSON-RPC `result`.
-fn accepted(response: &Response<RpcBody>) -> bool {
-    response.status() == StatusCode::OK
-        && forward::forward_error(response).is_none()
-        && RpcResponse::from_slice(&body::peek(response.body()))
-            .is_ok_and(|answer| answer.error.is_none() && answer.result.is_some())
 }
 
 /// Layer that copies the calls its rule wants to builders. See the [module docs](self).

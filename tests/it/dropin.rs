@@ -54,9 +54,13 @@ fn scratch_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// `switchyard --print-config` in `dir` with only `env` in its environment.
-fn print_config(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+/// `switchyard ARGS --print-config` run in `dir` with only `env` in its environment.
+fn run_print_config(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .current_dir(dir)
         .env_clear()
         .envs(env.iter().copied())
@@ -64,7 +68,12 @@ fn print_config(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> s
         .arg("--print-config")
         .stderr(Stdio::piped())
         .output()
-        .expect("run switchyard");
+        .expect("run switchyard")
+}
+
+/// The configuration `switchyard --print-config` reads in `dir` with only `env`.
+fn print_config(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
+    let output = run_print_config(dir, env, args);
     assert!(
         output.status.success(),
         "{}",
@@ -133,12 +142,7 @@ fn rollup_boost_command_line_and_env_file_are_read_with_its_meanings_and_units()
 fn a_malformed_env_file_stops_start_up_naming_it() {
     let dir = scratch_dir("bad-dotenv");
     std::fs::write(dir.join(".env"), "L2_URL='unterminated\n").expect(".env");
-    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .current_dir(&dir)
-        .env_clear()
-        .arg("--print-config")
-        .output()
-        .expect("run switchyard");
+    let output = run_print_config(&dir, &[], &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("switchyard: .env:"), "{stderr}");
@@ -151,20 +155,14 @@ fn rollup_boost_features_not_in_switchyard_stop_start_up_naming_the_flag() {
         ("--tracing", "TRACING"),
         ("--external-state-root", "EXTERNAL_STATE_ROOT"),
         ("--flashblocks", "FLASHBLOCKS"),
+        ("--flashblocks-p2p", "FLASHBLOCKS_P2P"),
     ] {
         let token = "688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a";
         for (args, vars) in [
             (vec!["--l2-jwt-token", token, flag], vec![]),
             (vec!["--l2-jwt-token", token], vec![(env, "true")]),
         ] {
-            let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-                .current_dir(&dir)
-                .env_clear()
-                .envs(vars)
-                .args(&args)
-                .arg("--print-config")
-                .output()
-                .expect("run switchyard");
+            let output = run_print_config(&dir, &vars, &args);
             assert_eq!(output.status.code(), Some(2), "{flag}");
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(

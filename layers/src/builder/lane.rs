@@ -257,14 +257,19 @@ mod tests {
         rx
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn forkchoice_updates_that_waited_past_the_bound_are_not_sent() {
-        // A builder that holds its first call until released, and logs what reaches it.
-        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let (log, first_in, gate) = (sent.clone(), arrived.clone(), release.clone());
+    /// The methods that reached the builder, in order.
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// A builder that logs what reaches it and holds its first call: until `release` is
+    /// notified, or forever without one. `arrived` is notified when the first call is in.
+    fn holding_first_call(
+        sent: &Log,
+        arrived: &Arc<Notify>,
+        release: Option<Arc<Notify>>,
+    ) -> BuilderClient {
+        let (log, first_in) = (sent.clone(), arrived.clone());
         let upstream = tower::service_fn(move |req: Request<RpcBody>| {
-            let (log, first_in, gate) = (log.clone(), first_in.clone(), gate.clone());
+            let (log, first_in, gate) = (log.clone(), first_in.clone(), release.clone());
             async move {
                 let method = req
                     .extensions()
@@ -278,13 +283,23 @@ mod tests {
                 };
                 if first {
                     first_in.notify_one();
-                    gate.notified().await;
+                    match gate {
+                        Some(gate) => gate.notified().await,
+                        None => std::future::pending::<()>().await,
+                    }
                 }
                 let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
                 Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::from_static(body))))
             }
         });
-        let client = BuilderClient::from_service("builder", upstream);
+        BuilderClient::from_service("builder", upstream)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forkchoice_updates_that_waited_past_the_bound_are_not_sent() {
+        let sent = Log::default();
+        let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let client = holding_first_call(&sent, &arrived, Some(release.clone()));
         let lane = Lane::spawn(
             client,
             "engine",
@@ -322,32 +337,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_forkchoice_update_is_given_up_when_superseded_and_the_lane_moves_on() {
-        // A builder that never answers its first call, and logs what reaches it.
-        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sent = Log::default();
         let arrived = Arc::new(Notify::new());
-        let (log, first_in) = (sent.clone(), arrived.clone());
-        let upstream = tower::service_fn(move |req: Request<RpcBody>| {
-            let (log, first_in) = (log.clone(), first_in.clone());
-            async move {
-                let method = req
-                    .extensions()
-                    .get::<RpcCall>()
-                    .map(|c| c.method().to_owned())
-                    .unwrap_or_default();
-                let first = {
-                    let mut log = log.lock().expect("log");
-                    log.push(method);
-                    log.len() == 1
-                };
-                if first {
-                    first_in.notify_one();
-                    std::future::pending::<()>().await;
-                }
-                let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
-                Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::from_static(body))))
-            }
-        });
-        let client = BuilderClient::from_service("builder", upstream);
+        let client = holding_first_call(&sent, &arrived, None);
         let lane = Lane::spawn(client, "engine", 8, 1 << 20, None, None);
         // Nothing held: nothing to give up, and no later update is affected.
         lane.supersede_forkchoice();

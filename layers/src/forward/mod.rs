@@ -522,6 +522,15 @@ pub fn forward_error<B>(response: &Response<B>) -> Option<&ForwardError> {
     response.extensions().get::<ForwardError>()
 }
 
+/// Whether the upstream accepted the call: HTTP 200, no transport failure, and a JSON-RPC answer
+/// with a `result` and no `error`. Reads the (buffered) body without consuming it.
+pub fn accepted(response: &Response<RpcBody>) -> bool {
+    response.status() == http::StatusCode::OK
+        && forward_error(response).is_none()
+        && jsonrpc::RpcResponse::from_slice(&crate::body::peek(response.body()))
+            .is_ok_and(|answer| answer.result.is_some() && answer.error.is_none())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

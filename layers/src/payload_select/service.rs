@@ -388,22 +388,17 @@ fn decide<E>(
 
 /// Whether op-geth's getPayload answer is a failure rather than a payload.
 fn answer_failed(response: &Response<RpcBody>) -> bool {
-    if forward::forward_error(response).is_some() || response.status() != StatusCode::OK {
-        return true;
-    }
     use http_body::Body;
-    // Error answers are small; a payload is large. Only small answers need a look.
+    // Error answers are small; a payload is large. Only small answers need a look at the body.
     let small = response
         .body()
         .size_hint()
         .exact()
         .is_some_and(|n| n < 64 * 1024);
-    if !small {
-        return false;
+    if small {
+        return !forward::accepted(response);
     }
-    let bytes = body::peek(response.body());
-    !RpcResponse::from_slice(&bytes)
-        .is_ok_and(|answer| answer.result.is_some() && answer.error.is_none())
+    forward::forward_error(response).is_some() || response.status() != StatusCode::OK
 }
 
 /// What the policy needs of op-geth's payload, read without decoding its transactions.
