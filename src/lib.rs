@@ -39,6 +39,8 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
     /// The metrics and health endpoint, if enabled.
     pub metrics: Option<TcpListener>,
+    /// The flashblocks WebSocket server, if enabled.
+    pub flashblocks: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -57,10 +59,15 @@ impl Listeners {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
+        let flashblocks = match &config.flashblocks {
+            Some(settings) => Some(TcpListener::bind(settings.listen).await?),
+            None => None,
+        };
         Ok(Self {
             rpc,
             admin,
             metrics,
+            flashblocks,
         })
     }
 }
@@ -171,6 +178,32 @@ pub async fn run(
             policy.max_lag,
         ));
     }
+    if let (Some(flashblocks), Some(settings)) = (&parts.flashblocks, &config.flashblocks) {
+        let tls = flashblocks_tls(&config)?;
+        for (index, url) in settings.builder_urls.iter().enumerate() {
+            let mut inbound = switchyard_layers::flashblocks::InboundConfig::new(url.clone());
+            inbound.initial_backoff = settings.initial_backoff;
+            inbound.max_backoff = settings.max_backoff;
+            inbound.connect_timeout = settings.connect_timeout;
+            inbound.ping_interval = settings.ping_interval;
+            inbound.pong_timeout = settings.pong_timeout;
+            inbound.max_frame = config.builder_policy.max_payload_size;
+            inbound.tls = tls.get(index).cloned().flatten();
+            flashblocks.spawn_stream(index, inbound);
+        }
+        if let Some(listener) = listeners.flashblocks {
+            tracing::info!(target: "switchyard", addr = %listener.local_addr()?, "publishing flashblocks");
+            let publisher = flashblocks.publisher().clone();
+            let mut stop = stop.clone();
+            background.spawn(switchyard_layers::flashblocks::serve(
+                listener,
+                publisher,
+                async move {
+                    let _ = stop.changed().await;
+                },
+            ));
+        }
+    }
     if let (Some(listener), Some(admin)) = (listeners.admin, &config.admin) {
         let control = admin::Control {
             mode: parts.mode.clone(),
@@ -202,6 +235,27 @@ pub async fn run(
     let _ = stopped.send(true);
     background.abort_all();
     Ok(())
+}
+
+/// Each builder's TLS client configuration for a `wss://` flashblocks stream: its own CA and
+/// client identity, as for its Engine API.
+fn flashblocks_tls(config: &Config) -> std::io::Result<Vec<Option<Arc<rustls::ClientConfig>>>> {
+    let Some(settings) = &config.flashblocks else {
+        return Ok(Vec::new());
+    };
+    settings
+        .builder_urls
+        .iter()
+        .zip(&config.builders)
+        .map(|(url, builder)| {
+            if url.scheme_str() != Some("wss") {
+                return Ok(None);
+            }
+            switchyard_layers::tls::client_config(&builder.tls)
+                .map(|c| Some(Arc::new(c)))
+                .map_err(std::io::Error::other)
+        })
+        .collect()
 }
 
 fn metrics_page(

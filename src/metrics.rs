@@ -53,6 +53,7 @@ pub fn describe() {
     switchyard_layers::builder::describe();
     switchyard_layers::payload_select::describe();
     switchyard_layers::panic::describe();
+    switchyard_layers::flashblocks::describe();
     crate::health::describe();
     ::metrics::describe_counter!(
         LOG_LINES_DROPPED,

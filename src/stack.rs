@@ -10,6 +10,7 @@ use switchyard_layers::{
     body::RpcBody,
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
     fcu_mux::PayloadJobs,
+    flashblocks::{AcceptConfig, Flashblocks, PublishConfig, Publisher},
     tls::{TlsError, UpstreamConnector},
 };
 use tower::{Service, ServiceBuilder};
@@ -30,6 +31,8 @@ pub struct Parts {
     pub mode: ModeSwitch,
     /// Payload jobs by op-geth's payload id.
     pub jobs: Arc<PayloadJobs>,
+    /// Builders' flashblocks, when turned on.
+    pub flashblocks: Option<Flashblocks>,
 }
 
 impl Parts {
@@ -46,7 +49,7 @@ impl Parts {
             transaction_capacity: policy.transaction_queue,
             ..LaneConfig::default()
         };
-        let builders = config
+        let builders: Vec<Arc<Builder>> = config
             .builders
             .iter()
             .map(|upstream| {
@@ -64,11 +67,27 @@ impl Parts {
                 Ok(Builder::with_breaker(client, lanes, breaker))
             })
             .collect::<Result<_, TlsError>>()?;
+        let mode = ModeSwitch::new(policy.mode);
+        let jobs = PayloadJobs::new(64);
+        let flashblocks = config.flashblocks.as_ref().map(|settings| {
+            let publisher = Publisher::new(PublishConfig {
+                queue: settings.subscriber_queue,
+                max_subscribers: settings.max_subscribers,
+            });
+            Flashblocks::new(
+                builders.clone(),
+                jobs.clone(),
+                mode.clone(),
+                publisher,
+                AcceptConfig::default(),
+            )
+        });
         Ok(Self {
             l2: forward(&config.l2)?,
             builders,
-            mode: ModeSwitch::new(policy.mode),
-            jobs: PayloadJobs::new(64),
+            mode,
+            jobs,
+            flashblocks,
         })
     }
 }
@@ -117,6 +136,9 @@ pub fn stack(
     }
     if let Some(check) = config.payload_check.clone() {
         select = select.with_payload_check(move |builder, payload| check(builder, payload));
+    }
+    if let Some(flashblocks) = parts.flashblocks.clone() {
+        select = select.with_flashblocks(flashblocks);
     }
     ServiceBuilder::new()
         // First: an unauthenticated caller gets 401 before we read a byte of its body.

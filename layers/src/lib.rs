@@ -34,6 +34,8 @@ pub mod claims;
 pub mod engine;
 #[cfg(feature = "engine")]
 pub mod fcu_mux;
+#[cfg(feature = "flashblocks")]
+pub mod flashblocks;
 #[cfg(feature = "engine")]
 pub mod miner_mirror;
 #[cfg(feature = "engine")]

@@ -134,6 +134,7 @@ pub(crate) struct Engine {
     filler: Option<(usize, usize)>,
     // op-geth keeps a handful of payloads; with 1 MiB blocks this bounds memory too.
     payloads_kept: usize,
+    pub(crate) flashblocks: Option<Arc<crate::flashblocks::FlashSource>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -197,6 +198,7 @@ impl Engine {
             faults,
             filler: None,
             payloads_kept: 16,
+            flashblocks: None,
         }
     }
 
@@ -391,7 +393,13 @@ impl Engine {
         );
         let known = lock(&self.payloads).0.contains_key(&id);
         if !known {
-            let block = Arc::new(self.build(&head, &attrs));
+            let mut block = Arc::new(self.build(&head, &attrs));
+            if let Some(source) = &self.flashblocks {
+                let forced = attrs.transactions.as_ref().map_or(0, Vec::len);
+                if let Some(last) = source.stream(id, &block, head.header.state_root, forced) {
+                    block = Arc::new(last);
+                }
+            }
             let mut payloads = lock(&self.payloads);
             payloads.0.insert(id, block);
             payloads.1.push_back(id);

@@ -46,6 +46,7 @@ pub mod chain;
 pub mod driver;
 pub mod engine;
 pub mod faults;
+pub mod flashblocks;
 pub mod log;
 pub mod spec;
 pub mod tx;
@@ -65,6 +66,7 @@ pub use chain::Block;
 pub use driver::{BlockReport, BuilderPath, DriverError, EngineClient, Sequencer, SequencerConfig};
 pub use engine::{Network, PayloadIdScheme, Profile};
 pub use faults::{Fault, FaultRule, Faults, Scope, Tamper};
+pub use flashblocks::{FlashFault, FlashblocksConfig};
 pub use log::{LogEntry, RequestLog};
 pub use spec::{ChainSpec, Fork, Forks};
 
@@ -97,6 +99,8 @@ pub struct SimConfig {
     /// Add this many generated transactions of this many calldata bytes to every block built
     /// (as if the mempool never ran dry): blocks of a steady size for benchmarks.
     pub filler: Option<(usize, usize)>,
+    /// Stream every block built as flashblocks over WebSocket (a builder's), on a port of its own.
+    pub flashblocks: Option<FlashblocksConfig>,
 }
 
 /// The simulator's TLS identity, in PEM.
@@ -167,6 +171,7 @@ impl SimConfig {
             payloads_kept: 16,
             tls: None,
             filler: None,
+            flashblocks: None,
         }
     }
 
@@ -178,6 +183,12 @@ impl SimConfig {
             payload_ids: PayloadIdScheme::OpReth,
             ..Self::op_geth(spec)
         }
+    }
+
+    /// Streams flashblocks (see [`flashblocks`]).
+    pub fn with_flashblocks(mut self, config: FlashblocksConfig) -> Self {
+        self.flashblocks = Some(config);
+        self
     }
 
     /// Sets the name.
@@ -209,6 +220,7 @@ impl SimConfig {
 #[derive(Debug)]
 pub struct EngineSim {
     addr: SocketAddr,
+    flashblocks_addr: Option<SocketAddr>,
     shared: Arc<server::Shared>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -222,7 +234,7 @@ impl EngineSim {
     /// If the address cannot be bound.
     pub async fn spawn(config: SimConfig) -> std::io::Result<Self> {
         let faults = Arc::new(Faults::default());
-        let engine = engine::Engine::new(
+        let mut engine = engine::Engine::new(
             config.name,
             config.spec,
             config.profile,
@@ -233,6 +245,7 @@ impl EngineSim {
         )
         .with_filler(config.filler)
         .with_payloads_kept(config.payloads_kept);
+        engine.flashblocks = config.flashblocks.map(flashblocks::FlashSource::new);
         let tls = config.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let shared = Arc::new(server::Shared {
             engine,
@@ -250,12 +263,35 @@ impl EngineSim {
     }
 
     async fn serve(shared: Arc<server::Shared>, addr: SocketAddr) -> std::io::Result<Self> {
+        Self::serve_with(shared, addr, None).await
+    }
+
+    async fn serve_with(
+        shared: Arc<server::Shared>,
+        addr: SocketAddr,
+        flashblocks_addr: Option<SocketAddr>,
+    ) -> std::io::Result<Self> {
         let listener = server::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        let flashblocks_addr = match &shared.engine.flashblocks {
+            Some(source) => {
+                let at = flashblocks_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+                let listener = flashblocks::bind(at).await?;
+                let at = listener.local_addr()?;
+                tokio::spawn(flashblocks::serve(
+                    listener,
+                    source.clone(),
+                    stopped.clone(),
+                ));
+                Some(at)
+            }
+            None => None,
+        };
         let task = tokio::spawn(server::serve(listener, shared.clone(), stopped));
         Ok(Self {
             addr,
+            flashblocks_addr,
             shared,
             stop,
             task: Some(task),
@@ -277,10 +313,34 @@ impl EngineSim {
     /// If the address cannot be bound again.
     pub async fn restart(&mut self) -> std::io::Result<()> {
         self.stop().await;
-        let again = Self::serve(self.shared.clone(), self.addr).await?;
+        let again = Self::serve_with(self.shared.clone(), self.addr, self.flashblocks_addr).await?;
         let old = std::mem::replace(self, again);
         drop(old);
         Ok(())
+    }
+
+    /// The flashblocks stream's `ws://` URL, if it streams flashblocks.
+    pub fn flashblocks_url(&self) -> Option<String> {
+        self.flashblocks_addr.map(flashblocks::url)
+    }
+
+    /// Spoils the stream of the next block built (see [`FlashFault`]).
+    pub fn flashblocks_fault(&self, fault: FlashFault) {
+        if let Some(source) = &self.shared.engine.flashblocks {
+            source.set_fault(fault);
+        }
+    }
+
+    /// Flashblocks sent so far (every subscriber got each one sent while it was connected).
+    pub fn flashblocks_sent(&self) -> Option<watch::Receiver<u64>> {
+        self.shared.engine.flashblocks.as_ref().map(|s| s.sent())
+    }
+
+    /// Closes every connection to the flashblocks stream (it stays open to new ones).
+    pub fn flashblocks_disconnect(&self) {
+        if let Some(source) = &self.shared.engine.flashblocks {
+            source.disconnect_all();
+        }
     }
 
     /// The listening address.

@@ -166,6 +166,31 @@ pub struct Config {
     pub decision_sink: Option<switchyard_layers::payload_select::DecisionSink>,
     /// A check of the embedder's own on every builder payload, after the built-in ones.
     pub payload_check: Option<switchyard_layers::payload_select::PayloadCheck>,
+    /// Flashblocks, when turned on.
+    pub flashblocks: Option<FlashblocksSettings>,
+}
+
+/// Flashblocks settings (`--flashblocks`).
+#[derive(Clone, Debug)]
+pub struct FlashblocksSettings {
+    /// Each builder's stream, in builder order.
+    pub builder_urls: Vec<Uri>,
+    /// Where subscribers connect.
+    pub listen: SocketAddr,
+    /// First reconnect wait.
+    pub initial_backoff: Duration,
+    /// Longest reconnect wait.
+    pub max_backoff: Duration,
+    /// Dial and handshake timeout.
+    pub connect_timeout: Duration,
+    /// Ping interval.
+    pub ping_interval: Duration,
+    /// Silence after which a stream is dialled again.
+    pub pong_timeout: Duration,
+    /// Subscribers at once.
+    pub max_subscribers: usize,
+    /// Flashblocks a subscriber may fall behind.
+    pub subscriber_queue: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -203,6 +228,7 @@ impl Config {
             max_unsafe_interval: Duration::from_secs(10),
             decision_sink: None,
             payload_check: None,
+            flashblocks: None,
         }
     }
 
@@ -341,6 +367,7 @@ impl Config {
                 "queues need room for at least one call",
             ));
         }
+        let flashblocks = flashblocks(args, count)?;
         let admin = secret(
             "--admin-jwt-path",
             "--admin-jwt-token",
@@ -394,8 +421,75 @@ impl Config {
             max_unsafe_interval: args.max_unsafe_interval,
             decision_sink: None,
             payload_check: None,
+            flashblocks,
         })
     }
+}
+
+/// `--flashblocks` and its flags: one stream URL per builder, an address to publish on.
+fn flashblocks(
+    args: &RunArgs,
+    builders: usize,
+) -> Result<Option<FlashblocksSettings>, ConfigError> {
+    let peer = &args.peer;
+    if !peer.flashblocks {
+        return Ok(None);
+    }
+    let flag = "--flashblocks-builder-url";
+    if builders == 0 {
+        return Err(ConfigError::new(
+            "--flashblocks",
+            "flashblocks come from builders: give --builder-url too",
+        ));
+    }
+    if peer.flashblocks_builder_urls.len() != builders {
+        return Err(ConfigError::new(
+            flag,
+            format!(
+                "{builders} --builder-url but {} flashblocks URLs: give one per builder, in order",
+                peer.flashblocks_builder_urls.len()
+            ),
+        ));
+    }
+    let builder_urls = peer
+        .flashblocks_builder_urls
+        .iter()
+        .map(|url| {
+            let uri: Uri = url
+                .parse()
+                .map_err(|e| ConfigError::new(flag, format!("{url:?}: {e}")))?;
+            match uri.scheme_str() {
+                Some("ws" | "wss") if uri.host().is_some() => Ok(uri),
+                _ => Err(ConfigError::new(
+                    flag,
+                    format!("{url:?}: a ws:// or wss:// URL with a host"),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let host: std::net::IpAddr = peer.flashblocks_host.parse().map_err(|e| {
+        ConfigError::new(
+            "--flashblocks-host",
+            format!("{:?}: {e}", peer.flashblocks_host),
+        )
+    })?;
+    if peer.flashblocks_max_subscribers == 0 || peer.flashblocks_subscriber_queue == 0 {
+        return Err(ConfigError::new(
+            "--flashblocks-subscriber-queue",
+            "subscribers need room: at least 1",
+        ));
+    }
+    Ok(Some(FlashblocksSettings {
+        builder_urls,
+        listen: SocketAddr::new(host, peer.flashblocks_port),
+        initial_backoff: peer.flashblock_builder_ws_initial_reconnect_ms,
+        max_backoff: peer.flashblock_builder_ws_max_reconnect_ms,
+        connect_timeout: peer.flashblock_builder_ws_connect_timeout_ms,
+        ping_interval: peer.flashblock_builder_ws_ping_interval_ms,
+        pong_timeout: peer.flashblock_builder_ws_pong_timeout_ms,
+        max_subscribers: peer.flashblocks_max_subscribers,
+        subscriber_queue: peer.flashblocks_subscriber_queue,
+    }))
 }
 
 impl Config {
@@ -434,6 +528,17 @@ impl Config {
             "header_read_timeout_ms": ms(self.limits.header_read_timeout),
             "body_read_timeout_ms": ms(self.limits.body_read_timeout),
             "shutdown_timeout_ms": ms(self.limits.shutdown_timeout),
+            "flashblocks": self.flashblocks.as_ref().map(|f| serde_json::json!({
+                "builder_urls": f.builder_urls.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "listen": f.listen.to_string(),
+                "initial_reconnect_ms": ms(f.initial_backoff),
+                "max_reconnect_ms": ms(f.max_backoff),
+                "connect_timeout_ms": ms(f.connect_timeout),
+                "ping_interval_ms": ms(f.ping_interval),
+                "pong_timeout_ms": ms(f.pong_timeout),
+                "max_subscribers": f.max_subscribers,
+                "subscriber_queue": f.subscriber_queue,
+            })),
         })
     }
 }

@@ -43,23 +43,31 @@ pub struct PeerArgs {
     /// --external-state-root; not yet in switchyard: turning it on stops start-up).
     #[arg(long, env = "EXTERNAL_STATE_ROOT", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub external_state_root: bool,
-    /// Take flashblocks from the builder's WebSocket (rollup-boost's --flashblocks; not yet in
-    /// switchyard: turning it on stops start-up).
+    /// Take flashblocks from each builder's WebSocket, publish them to subscribers and serve
+    /// getPayload from them.
     #[arg(long, env = "FLASHBLOCKS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub flashblocks: bool,
-    /// The builder's flashblocks WebSocket, with --flashblocks.
+    /// Each builder's flashblocks WebSocket (ws:// or wss://), one per --builder-url in the
+    /// same order, with --flashblocks.
     #[arg(
-        long,
+        long = "flashblocks-builder-url",
         env = "FLASHBLOCKS_BUILDER_URL",
-        default_value = "ws://127.0.0.1:1111"
+        default_value = "ws://127.0.0.1:1111",
+        value_delimiter = ','
     )]
-    pub flashblocks_builder_url: String,
+    pub flashblocks_builder_urls: Vec<String>,
     /// Address of the flashblocks WebSocket server, with --flashblocks.
     #[arg(long, env = "FLASHBLOCKS_HOST", default_value = "127.0.0.1")]
     pub flashblocks_host: String,
     /// Port of the flashblocks WebSocket server, with --flashblocks.
     #[arg(long, env = "FLASHBLOCKS_PORT", default_value_t = 1112)]
     pub flashblocks_port: u16,
+    /// Subscribers of the flashblocks WebSocket server at once; more are refused (503).
+    #[arg(long, env = "FLASHBLOCKS_MAX_SUBSCRIBERS", default_value_t = 4096)]
+    pub flashblocks_max_subscribers: usize,
+    /// Flashblocks a subscriber may fall behind before it is disconnected.
+    #[arg(long, env = "FLASHBLOCKS_SUBSCRIBER_QUEUE", default_value_t = 512)]
+    pub flashblocks_subscriber_queue: usize,
     /// First reconnect wait of the builder's flashblocks WebSocket, with --flashblocks.
     #[arg(
         long,
@@ -123,7 +131,6 @@ impl PeerArgs {
                 "--external-state-root",
                 "state roots computed by op-geth for builder blocks",
             ),
-            (self.flashblocks, "--flashblocks", "flashblocks"),
             (
                 self.flashblocks_p2p,
                 "--flashblocks-p2p",

@@ -38,6 +38,7 @@ pub struct Switchyard {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    pub flashblocks: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -64,12 +65,24 @@ impl Switchyard {
         let metrics = metrics_listener
             .as_ref()
             .map(|l| l.local_addr().expect("metrics addr"));
+        let flashblocks_listener = match config.flashblocks {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind flashblocks"),
+            ),
+            None => None,
+        };
+        let flashblocks = flashblocks_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("flashblocks addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = switchyard::Listeners {
                 rpc: listener,
                 admin: admin_listener,
                 metrics: metrics_listener,
+                flashblocks: flashblocks_listener,
             };
             switchyard::run(listeners, config, async {
                 let _ = stopped.await;
@@ -81,6 +94,7 @@ impl Switchyard {
             addr,
             admin,
             metrics,
+            flashblocks,
             stop: Some(stop),
             task: Some(task),
         }

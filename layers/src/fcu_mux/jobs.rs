@@ -61,6 +61,7 @@ pub struct PayloadJob {
 pub struct PayloadJobs {
     jobs: Mutex<VecDeque<Filed>>,
     capacity: usize,
+    latest: watch::Sender<Option<(PayloadId, Arc<PayloadJob>)>>,
 }
 
 /// A filed job, its id and timestamp kept beside it: eviction reads no job.
@@ -80,6 +81,7 @@ impl PayloadJobs {
         Arc::new(Self {
             jobs: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
+            latest: watch::channel(None).0,
         })
     }
 
@@ -92,6 +94,8 @@ impl PayloadJobs {
     /// Files a job (replacing one under the same id) and evicts old ones.
     pub fn insert(&self, id: PayloadId, job: PayloadJob) {
         let newest = job.timestamp;
+        let job = Arc::new(job);
+        self.latest.send_replace(Some((id, job.clone())));
         let mut jobs = self.lock();
         jobs.retain(|filed| filed.id != id && filed.timestamp + HORIZON_SECS >= newest);
         while jobs.len() >= self.capacity {
@@ -100,7 +104,7 @@ impl PayloadJobs {
         jobs.push_back(Filed {
             id,
             timestamp: newest,
-            job: Arc::new(job),
+            job,
         });
     }
 
@@ -111,6 +115,11 @@ impl PayloadJobs {
             .rev()
             .find(|filed| filed.id == *id)
             .map(|filed| filed.job.clone())
+    }
+
+    /// The job filed last and its id, as each is filed (what streams of partial blocks follow).
+    pub fn watch(&self) -> watch::Receiver<Option<(PayloadId, Arc<PayloadJob>)>> {
+        self.latest.subscribe()
     }
 
     /// How many jobs are filed.

@@ -57,6 +57,9 @@ pub struct BuilderOutcome {
     pub gas_used: Option<u64>,
     /// Block value, if its payload was read.
     pub block_value: Option<U256>,
+    /// How many of its flashblocks made the payload it offered, if it offered the block its
+    /// flashblocks assembled (rather than its getPayload answer).
+    pub flashblocks: Option<usize>,
 }
 
 /// One getPayload decision. See the [module docs](super).
@@ -83,6 +86,33 @@ pub struct Decision {
     pub total: Duration,
     /// The deadline minus `total` (zero when it expired).
     pub headroom: Duration,
+    /// Flashblocks published for this block, and whether the returned block kept them.
+    pub preconfirmations: Option<Preconfirmations>,
+}
+
+/// Flashblocks published for one block as preconfirmations, and whether they were kept: whether
+/// the returned block holds every one of them, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preconfirmations {
+    /// The builder whose flashblocks were published.
+    pub builder: Arc<str>,
+    /// How many were published.
+    pub flashblocks: usize,
+    /// `None`: kept. Otherwise why they were broken: the loss of the block they assembled
+    /// (`invalid`, `deadline`, `number`, ...), `not_contained` (another builder's block won),
+    /// or `dry_run`.
+    pub broken: Option<&'static str>,
+}
+
+impl Preconfirmations {
+    /// `kept` or `broken`.
+    pub fn outcome(&self) -> &'static str {
+        if self.broken.is_some() {
+            "broken"
+        } else {
+            "kept"
+        }
+    }
 }
 
 impl Decision {

@@ -38,6 +38,22 @@ pub(super) struct Ctx {
     /// more megabytes.
     pub(super) heavy_checks: Arc<tokio::sync::Semaphore>,
     pub(super) metrics: Arc<super::metrics::Handles>,
+    /// Closes the builders' streamed blocks for a payload id and hands over what they hold.
+    pub(super) streamed: Option<SealStreamed>,
+}
+
+/// What builders streamed for one block, at getPayload (see [`Streamed`]).
+pub(super) type SealStreamed =
+    Arc<dyn Fn(&alloy_rpc_types_engine::PayloadId) -> Streamed + Send + Sync>;
+
+/// Builders' streamed blocks, sealed at getPayload.
+#[derive(Default)]
+pub(super) struct Streamed {
+    /// Per builder (configuration order): the envelope of its accepted prefix, already checked
+    /// against the job, and how many flashblocks made it.
+    pub(super) blocks: Vec<Option<(Arc<crate::engine::Envelope>, usize)>>,
+    /// The builder whose flashblocks were published, how many, and their transactions.
+    pub(super) published: Option<(usize, usize, Arc<[alloy_primitives::Bytes]>)>,
 }
 
 impl std::fmt::Debug for PayloadSelectLayer {
@@ -72,6 +88,7 @@ impl PayloadSelectLayer {
                     builders.iter().map(|builder| builder.name()),
                 )),
                 builders: builders.into(),
+                streamed: None,
             }),
         }
     }
@@ -108,6 +125,30 @@ impl PayloadSelectLayer {
     ) -> Self {
         self.ctx_mut().payload_checks.push(Arc::new(check));
         self
+    }
+
+    /// Serves getPayload from builders' flashblocks too: a builder that streamed its block
+    /// offers the block its accepted flashblocks assemble (already checked against the job)
+    /// for op-geth's validation first, and its getPayload answer if that fails. Once flashblocks
+    /// were published for a block, a valid candidate holding every one of them, in order, wins
+    /// over any other, whatever the policy (only `dry-run`, read per request, returns op-geth's).
+    /// Each decision then says whether the preconfirmations were kept.
+    #[cfg(feature = "flashblocks")]
+    pub fn with_flashblocks(mut self, flashblocks: crate::flashblocks::Flashblocks) -> Self {
+        self.ctx_mut().streamed = Some(Arc::new(move |id| {
+            let sealed = flashblocks.seal(id);
+            Streamed {
+                blocks: sealed
+                    .blocks
+                    .into_iter()
+                    .map(|b| b.map(|b| (b.envelope, b.flashblocks)))
+                    .collect(),
+                published: sealed
+                    .published
+                    .map(|p| (p.builder, p.flashblocks, p.transactions)),
+            }
+        }));
+        self.on_decision(crate::flashblocks::record_preconfirmations)
     }
 
     /// Tells `sink` of every decision.

@@ -177,11 +177,13 @@ mod tests {
             builders,
             total: Duration::from_millis(3),
             headroom: Duration::from_millis(497),
+            preconfirmations: None,
         }
     }
 
     fn outcome(builder: &str, lost: Option<&'static str>) -> BuilderOutcome {
         BuilderOutcome {
+            flashblocks: None,
             builder: Arc::from(builder),
             lost,
             stages: Stages {

@@ -57,7 +57,7 @@ mod policy;
 mod service;
 
 pub use check::{CheckFailure, check_attributes, check_block_hash, check_payload};
-pub use decision::{BuilderOutcome, Decision, DecisionSink, Source, Stages};
+pub use decision::{BuilderOutcome, Decision, DecisionSink, Preconfirmations, Source, Stages};
 pub use layer::{DEFAULT_DEADLINE, PayloadSelectLayer};
 pub use metrics::describe;
 pub use policy::{Choice, PayloadPolicy, SelectionPolicy, Summary, UnknownPolicy};

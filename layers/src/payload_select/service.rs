@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use super::{
-    BuilderOutcome, Decision, Source, Stages, Summary,
+    BuilderOutcome, Decision, Preconfirmations, Source, Stages, Summary,
     check::{check_attributes, check_block_hash},
-    layer::Ctx,
+    layer::{Ctx, Streamed},
     policy::{Choice, PayloadPolicy, SelectionPolicy},
 };
 use crate::{
@@ -105,6 +105,10 @@ struct Candidate {
     block_number: u64,
     written: Written,
     summary: Summary,
+    /// It holds every published flashblock of the block, in order (true when none were).
+    kept: bool,
+    /// Assembled from this many flashblocks (`None`: the builder's getPayload answer).
+    flashblocks: Option<usize>,
 }
 
 /// The end of one builder's path.
@@ -113,6 +117,8 @@ struct Chain {
     result: Result<Candidate, &'static str>,
     gas_used: Option<u64>,
     block_value: Option<U256>,
+    /// Why the block its flashblocks assembled lost, when it streamed one and that lost.
+    streamed_lost: Option<&'static str>,
 }
 
 impl Chain {
@@ -122,6 +128,7 @@ impl Chain {
             result: Err(reason),
             gas_used: None,
             block_value: None,
+            streamed_lost: None,
         }
     }
 }
@@ -157,6 +164,13 @@ where
     S::Error: Send + 'static,
 {
     let started = Instant::now();
+    // Sealed first: nothing is published for this block from here on, so what was published
+    // is what the answer is held to.
+    let streamed = ctx
+        .streamed
+        .as_ref()
+        .map(|seal| seal(&target.id))
+        .unwrap_or_default();
     let job = ctx.jobs.get(&target.id);
     let builder_jobs: Vec<BuilderJob> =
         job.as_ref().map(|j| j.builders.clone()).unwrap_or_default();
@@ -167,11 +181,12 @@ where
         &target,
         job,
         &builder_jobs,
+        &streamed,
         &ctx,
         started,
     )
     .await;
-    decide(gathered, &builder_jobs, target, &ctx, started)
+    decide(gathered, &builder_jobs, &streamed, target, &ctx, started)
 }
 
 /// Asks op-geth for its payload and runs every builder's path at once, until op-geth has
@@ -184,6 +199,7 @@ async fn gather<S>(
     target: &Target,
     job: Option<Arc<PayloadJob>>,
     builder_jobs: &[BuilderJob],
+    streamed: &Streamed,
     ctx: &Arc<Ctx>,
     started: Instant,
 ) -> Gathered<S::Error>
@@ -207,6 +223,10 @@ where
                 Bytes::copy_from_slice(target.call.id()),
                 target.version,
                 (target.id, job),
+                (
+                    streamed.blocks.get(i).cloned().flatten(),
+                    streamed.published.as_ref().map(|(_, _, txs)| txs.clone()),
+                ),
                 validator.clone(),
                 ctx.clone(),
             );
@@ -259,6 +279,7 @@ where
 fn decide<E>(
     gathered: Gathered<E>,
     builder_jobs: &[BuilderJob],
+    streamed: &Streamed,
     target: Target,
     ctx: &Ctx,
     started: Instant,
@@ -281,9 +302,12 @@ fn decide<E>(
 
     let mut outcomes: Vec<BuilderOutcome> = Vec::with_capacity(builder_jobs.len());
     let mut candidates: Vec<(usize, Candidate)> = Vec::new();
+    let mut streamed_lost: Vec<Option<&'static str>> = Vec::with_capacity(builder_jobs.len());
     for (i, (builder_job, chain)) in builder_jobs.iter().zip(chain_results).enumerate() {
         let chain = chain.unwrap_or_else(|| Chain::lost(Stages::default(), "deadline"));
         let mut lost = None;
+        let flashblocks = chain.result.as_ref().ok().and_then(|c| c.flashblocks);
+        streamed_lost.push(chain.streamed_lost);
         match chain.result {
             Ok(candidate) if builder_job.builder.breaker().is_open() => {
                 lost = Some("circuit_open");
@@ -298,6 +322,7 @@ fn decide<E>(
             stages: chain.stages,
             gas_used: chain.gas_used,
             block_value: chain.block_value,
+            flashblocks,
         });
     }
 
@@ -324,7 +349,17 @@ fn decide<E>(
         ctx.policy
             .choose(local_summary.as_ref().map(|l| &l.summary), &summaries)
     };
+    // A promise made to users outranks the policy: the publisher's own assembled block first,
+    // then any block that holds every published flashblock.
+    let keeping = streamed.published.as_ref().and_then(|(publisher, _, _)| {
+        candidates
+            .iter()
+            .position(|(i, c)| *i == *publisher && c.kept && c.flashblocks.is_some())
+            .or_else(|| candidates.iter().position(|(_, c)| c.kept))
+    });
     let choice = match (policy_choice, mode, local_failed) {
+        (_, ExecutionMode::DryRun, false) => Choice::Local,
+        _ if keeping.is_some() => keeping.map_or(Choice::Local, Choice::Builder),
         // Liveness first: an error costs op-node a block; a validated payload does not.
         (_, _, true) if !summaries.is_empty() => match policy_choice {
             Choice::Builder(i) => Choice::Builder(i),
@@ -333,6 +368,23 @@ fn decide<E>(
         (_, ExecutionMode::DryRun, _) => Choice::Local,
         (choice, _, _) => choice,
     };
+    let preconfirmations = streamed.published.as_ref().map(|(publisher, count, _)| {
+        let broken = match choice {
+            Choice::Builder(position) if candidates[position].1.kept => None,
+            Choice::Builder(_) => Some("not_contained"),
+            Choice::Local if mode == ExecutionMode::DryRun && !local_failed => Some("dry_run"),
+            Choice::Local => Some(
+                streamed_lost[*publisher]
+                    .or(outcomes[*publisher].lost)
+                    .unwrap_or("not_contained"),
+            ),
+        };
+        Preconfirmations {
+            builder: builder_jobs[*publisher].builder.name().clone(),
+            flashblocks: *count,
+            broken,
+        }
+    });
     for (position, (i, _)) in candidates.iter().enumerate() {
         if choice != Choice::Builder(position) {
             let reason =
@@ -381,6 +433,7 @@ fn decide<E>(
         builders: outcomes,
         total,
         headroom: ctx.deadline.saturating_sub(total),
+        preconfirmations,
     };
     tell(ctx, &decision);
     response
@@ -485,11 +538,15 @@ async fn run_chain<S>(
     answer_id: Bytes,
     version: u8,
     (payload_id, job): (PayloadId, Arc<PayloadJob>),
+    (streamed, published): (
+        Option<(Arc<Envelope>, usize)>,
+        Option<Arc<[alloy_primitives::Bytes]>>,
+    ),
     validator: S,
     ctx: Arc<Ctx>,
 ) -> Chain
 where
-    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Send + 'static,
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     let builder = builder_job.builder.clone();
@@ -508,24 +565,77 @@ where
     };
 
     let step = Instant::now();
-    // A builder whose last payload was big is asked for this one once a check slot is free:
-    // however many getPayloads are in flight, switchyard then holds no more big payloads than
-    // it checks at once (a payload waiting for a slot would be megabytes held for nothing).
-    // Held from here until op-geth has validated it: its answer, decoded and then written, is
-    // megabytes all along.
-    let mut permit = None;
-    if builder.last_payload_size() > INLINE_CHECK_BYTES {
-        permit = check_slot(&ctx).await;
-    }
     let params = serde_json::to_vec(&[builder_id]).unwrap_or_default();
-    let answer = builder
-        .client()
-        .call_answer(&EngineMethod::GetPayload(version).name(), &params)
+    let method = EngineMethod::GetPayload(version).name();
+    let mut permit = None;
+    let mut streamed_lost = None;
+    let answer = if let Some((envelope, flashblocks)) = streamed {
+        // The builder's getPayload goes out at once all the same: it ends the builder's job
+        // (its last flashblock), and it is the fallback if the streamed block loses.
+        let fetching = builder.clone();
+        let fetch = tokio::spawn(async move {
+            fetching
+                .client()
+                .call_answer(&method, &params)
+                .await
+                .map_err(|error| error.label())
+        });
+        let served = serve_streamed(
+            (envelope, flashblocks),
+            version,
+            &answer_id,
+            builder.name(),
+            published.as_deref(),
+            validator.clone(),
+            &ctx,
+        )
         .await;
-    stages.get_payload = Some(step.elapsed());
+        match served {
+            Ok(candidate) => {
+                stages.new_payload = Some(step.elapsed());
+                builder.breaker().record_valid();
+                return Chain {
+                    stages,
+                    gas_used: Some(candidate.summary.gas_used),
+                    block_value: Some(candidate.summary.block_value),
+                    result: Ok(candidate),
+                    streamed_lost: None,
+                };
+            }
+            Err(reason) => {
+                if reason == "invalid" {
+                    invalid(&builder, reason);
+                }
+                streamed_lost = Some(reason);
+            }
+        }
+        let answer = fetch.await.unwrap_or(Err("panic"));
+        stages.get_payload = Some(step.elapsed());
+        answer
+    } else {
+        // A builder whose last payload was big is asked for this one once a check slot is free:
+        // however many getPayloads are in flight, switchyard then holds no more big payloads
+        // than it checks at once (a payload waiting for a slot would be megabytes held for
+        // nothing). Held from here until op-geth has validated it: its answer, decoded and then
+        // written, is megabytes all along.
+        if builder.last_payload_size() > INLINE_CHECK_BYTES {
+            permit = check_slot(&ctx).await;
+        }
+        let answer = builder
+            .client()
+            .call_answer(&method, &params)
+            .await
+            .map_err(|error| error.label());
+        stages.get_payload = Some(step.elapsed());
+        answer
+    };
+    let lost = |stages, reason| Chain {
+        streamed_lost,
+        ..Chain::lost(stages, reason)
+    };
     let answer = match answer {
         Ok(answer) => answer,
-        Err(error) => return Chain::lost(stages, error.label()),
+        Err(reason) => return lost(stages, reason),
     };
     builder.note_payload_size(answer.len());
 
@@ -546,9 +656,12 @@ where
         {
             return Err("custom_check");
         }
+        let kept = published
+            .as_deref()
+            .is_none_or(|txs| envelope.payload().transactions.starts_with(txs));
         // Written inside op-node's answer: if it wins, that is sent as it is.
         let written = envelope.write_answer(&answer_id);
-        Ok::<_, &'static str>((envelope, written))
+        Ok::<_, &'static str>((envelope, written, kept))
     };
     let prepared = if small {
         prepare()
@@ -561,11 +674,11 @@ where
             .unwrap_or_else(|error| Err(join_failure(&builder, payload_id, error)))
     };
     stages.checks = Some(step.elapsed());
-    let (envelope, written) = match prepared {
+    let (envelope, written, kept) = match prepared {
         Ok(prepared) => prepared,
         Err(reason) => {
             invalid(&builder, reason);
-            return Chain::lost(stages, reason);
+            return lost(stages, reason);
         }
     };
     let summary = Summary {
@@ -599,7 +712,7 @@ where
     };
     if validation == Err("block_hash") {
         invalid(&builder, "block_hash");
-        return Chain::lost(stages, "block_hash");
+        return lost(stages, "block_hash");
     }
     let (gas_used, block_value) = (Some(summary.gas_used), Some(summary.block_value));
     let result = match validation {
@@ -609,6 +722,8 @@ where
                 block_number,
                 written,
                 summary,
+                kept,
+                flashblocks: None,
             })
         }
         Err(reason) => {
@@ -623,7 +738,65 @@ where
         result,
         gas_used,
         block_value,
+        streamed_lost,
     }
+}
+
+/// A builder's streamed block as a candidate: checked against the job as each flashblock was
+/// accepted (attributes, forced transactions, block hash), so only the version asked for, the
+/// operator's own checks, the size cap and op-geth's validation remain.
+async fn serve_streamed<S>(
+    (envelope, flashblocks): (Arc<Envelope>, usize),
+    version: u8,
+    answer_id: &Bytes,
+    builder: &Arc<str>,
+    published: Option<&[alloy_primitives::Bytes]>,
+    validator: S,
+    ctx: &Ctx,
+) -> Result<Candidate, &'static str>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>>,
+{
+    let fits = matches!(
+        (&*envelope, version),
+        (Envelope::V3(_), 3) | (Envelope::V4(_), 4 | 5)
+    );
+    if !fits {
+        return Err("version");
+    }
+    if !ctx
+        .payload_checks
+        .iter()
+        .all(|check| check(builder, &envelope))
+    {
+        return Err("custom_check");
+    }
+    let kept = published.is_none_or(|txs| envelope.payload().transactions.starts_with(txs));
+    let written = if envelope.transactions_size() <= INLINE_CHECK_BYTES {
+        envelope.write_answer(answer_id)
+    } else {
+        let (envelope, id) = (envelope.clone(), answer_id.clone());
+        tokio::task::spawn_blocking(move || envelope.write_answer(&id))
+            .await
+            .map_err(|_| "check_failed")?
+    };
+    if written.envelope().len() > ctx.max_payload_size {
+        return Err("too_large");
+    }
+    validate(validator, &written).await?;
+    let payload = envelope.payload();
+    Ok(Candidate {
+        block_number: payload.block_number,
+        summary: Summary {
+            source: builder.clone(),
+            gas_used: payload.gas_used,
+            block_value: envelope.block_value(),
+            transactions: payload.transactions.len(),
+        },
+        written,
+        kept,
+        flashblocks: Some(flashblocks),
+    })
 }
 
 /// A panic in one builder's part of a getPayload: counted and logged once, with the builder and
