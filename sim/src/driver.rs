@@ -444,7 +444,20 @@ impl Sequencer {
     ///
     /// On any failure of any step (see the [module docs](self)).
     pub async fn step(&mut self) -> Result<BlockReport, DriverError> {
-        self.step_via(None).await
+        self.step_via(None, None).await
+    }
+
+    /// [`Sequencer::step`], waiting for `gate` between the forkchoice update and getPayload (a
+    /// builder's flashblocks seen, say), as op-node waits out the block time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sequencer::step`].
+    pub async fn step_after(
+        &mut self,
+        gate: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<BlockReport, DriverError> {
+        self.step_via(None, Some(Box::pin(gate))).await
     }
 
     /// [`Sequencer::step`], with this driver itself also making the exchanges a builder sidecar
@@ -458,12 +471,13 @@ impl Sequencer {
         &mut self,
         builder: &mut BuilderPath,
     ) -> Result<BlockReport, DriverError> {
-        self.step_via(Some(builder)).await
+        self.step_via(Some(builder), None).await
     }
 
     async fn step_via(
         &mut self,
         mut builder: Option<&mut BuilderPath>,
+        gate: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>>,
     ) -> Result<BlockReport, DriverError> {
         let forks = self.config.spec.forks;
         let attrs = self.next_attributes();
@@ -482,6 +496,9 @@ impl Sequencer {
 
         if !self.config.block_time.is_zero() {
             tokio::time::sleep(self.config.block_time).await;
+        }
+        if let Some(gate) = gate {
+            gate.await;
         }
 
         let get_version = forks.get_payload_version(timestamp);

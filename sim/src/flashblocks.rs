@@ -76,6 +76,9 @@ pub enum FlashFault {
     Restart,
     /// The streamed blocks carry a state root op-geth will not agree with (hashes consistent).
     BadStateRoot,
+    /// [`FlashFault::BadStateRoot`] and [`FlashFault::NotInFinal`] at once: no block holding
+    /// the streamed transactions can be returned.
+    Broken,
 }
 
 /// The stream's shared state.
@@ -89,6 +92,7 @@ pub(crate) struct FlashSource {
     /// Bumped for each block: a block's task stops when the next begins.
     generation: watch::Sender<u64>,
     sent: watch::Sender<u64>,
+    connected: watch::Sender<usize>,
 }
 
 impl FlashSource {
@@ -100,6 +104,7 @@ impl FlashSource {
             kick: watch::channel(0).0,
             generation: watch::channel(0).0,
             sent: watch::channel(0).0,
+            connected: watch::channel(0).0,
         })
     }
 
@@ -114,6 +119,11 @@ impl FlashSource {
     /// Flashblocks sent so far, over the simulator's life.
     pub(crate) fn sent(&self) -> watch::Receiver<u64> {
         self.sent.subscribe()
+    }
+
+    /// Connections accepted so far.
+    pub(crate) fn connected(&self) -> watch::Receiver<usize> {
+        self.connected.subscribe()
     }
 
     /// Closes every subscriber connection.
@@ -148,7 +158,7 @@ impl FlashSource {
                 let mut draft = block.draft(parent_state_root);
                 draft.transactions = txs[..len].to_vec();
                 let mut sealed = draft.seal();
-                if fault == Some(FlashFault::BadStateRoot) {
+                if matches!(fault, Some(FlashFault::BadStateRoot | FlashFault::Broken)) {
                     sealed.header.state_root = B256::repeat_byte(0xee);
                     sealed.rehash();
                 }
@@ -241,7 +251,7 @@ impl FlashSource {
         tokio::spawn(async move { source.play(plan, generation).await });
         let last = prefixes.pop();
         match fault {
-            Some(FlashFault::NotInFinal) => {
+            Some(FlashFault::NotInFinal | FlashFault::Broken) => {
                 let mut draft = block.draft(parent_state_root);
                 draft.transactions.truncate(forced);
                 Some(draft.seal())
@@ -313,6 +323,7 @@ pub(crate) async fn serve(
             };
             let mut frames = source.frames.subscribe();
             let mut kick = source.kick.subscribe();
+            source.connected.send_modify(|n| *n += 1);
             let (mut sink, mut incoming) = ws.split();
             loop {
                 tokio::select! {

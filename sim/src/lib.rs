@@ -336,6 +336,15 @@ impl EngineSim {
         self.shared.engine.flashblocks.as_ref().map(|s| s.sent())
     }
 
+    /// Connections accepted by the flashblocks stream so far.
+    pub fn flashblocks_connections(&self) -> Option<watch::Receiver<usize>> {
+        self.shared
+            .engine
+            .flashblocks
+            .as_ref()
+            .map(|s| s.connected())
+    }
+
     /// Closes every connection to the flashblocks stream (it stays open to new ones).
     pub fn flashblocks_disconnect(&self) {
         if let Some(source) = &self.shared.engine.flashblocks {

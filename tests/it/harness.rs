@@ -220,6 +220,24 @@ impl Net {
                 tls,
             })
             .collect();
+        let streams: Vec<http::Uri> = builders
+            .iter()
+            .filter_map(|b| b.flashblocks_url())
+            .map(|url| url.parse().expect("ws url"))
+            .collect();
+        if !streams.is_empty() {
+            config.flashblocks = Some(switchyard::config::FlashblocksSettings {
+                builder_urls: streams,
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(100),
+                connect_timeout: Duration::from_secs(2),
+                ping_interval: Duration::from_millis(500),
+                pong_timeout: Duration::from_millis(1_500),
+                max_subscribers: 64,
+                subscriber_queue: 512,
+            });
+        }
         // Long enough that only the faults under test decide; wire tests never wait on it.
         config.builder_policy.payload_deadline = Duration::from_secs(2);
         let decisions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -12,6 +12,7 @@ mod devnet;
 mod docs;
 mod dropin;
 mod faults;
+mod flashblocks;
 mod health;
 mod limits;
 mod metrics;

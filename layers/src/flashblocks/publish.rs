@@ -211,6 +211,8 @@ const SUBSCRIBER_MESSAGE_LIMIT: usize = 4 * 1024;
 async fn subscriber(stream: TcpStream, publisher: Arc<Publisher>) {
     let mut brotli = false;
     let full = publisher.subscribers() >= publisher.config.max_subscribers;
+    // The handshake callback's signature is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         brotli = request
             .uri()

@@ -99,6 +99,12 @@ where
     }
 }
 
+/// A builder's streamed block at getPayload: its envelope (checked) and flashblocks in it.
+type StreamedBlock = (Arc<Envelope>, usize);
+
+/// The transactions of the flashblocks published for a block, in order.
+type PublishedTransactions = Arc<[alloy_primitives::Bytes]>;
+
 /// A builder payload that passed every check and op-geth's validation.
 struct Candidate {
     // The decoded payload is dropped once checked: only its written bytes are served.
@@ -538,10 +544,7 @@ async fn run_chain<S>(
     answer_id: Bytes,
     version: u8,
     (payload_id, job): (PayloadId, Arc<PayloadJob>),
-    (streamed, published): (
-        Option<(Arc<Envelope>, usize)>,
-        Option<Arc<[alloy_primitives::Bytes]>>,
-    ),
+    (streamed, published): (Option<StreamedBlock>, Option<PublishedTransactions>),
     validator: S,
     ctx: Arc<Ctx>,
 ) -> Chain
