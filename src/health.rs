@@ -143,16 +143,21 @@ pub fn report(monitor: &L2Monitor, parts: &Parts) -> HealthReport {
     let builders: Vec<_> = parts
         .builders
         .iter()
-        .map(|b| {
+        .enumerate()
+        .map(|(i, b)| {
+            let stream_down = parts.flashblocks.as_ref().is_some_and(|f| f.stream_down(i));
             let degraded = !b.health().is_synced()
                 || b.health().is_failing_payloads()
-                || b.breaker().is_open();
-            (b, degraded)
+                || b.breaker().is_open()
+                || stream_down;
+            (b, degraded, stream_down)
         })
         .collect();
     let health = match l2 {
         L2Status::Unknown | L2Status::Down | L2Status::Stale(_) => Health::Unavailable,
-        L2Status::Up(_) if mode == ExecutionMode::Enabled && builders.iter().any(|(_, d)| *d) => {
+        L2Status::Up(_)
+            if mode == ExecutionMode::Enabled && builders.iter().any(|(_, d, _)| *d) =>
+        {
             Health::Degraded
         }
         L2Status::Up(_) => Health::Healthy,
@@ -173,7 +178,8 @@ pub fn report(monitor: &L2Monitor, parts: &Parts) -> HealthReport {
     let detail = json!({
         "l2": { "status": l2_state, "head_age_seconds": age },
         "mode": mode.as_str(),
-        "builders": builders.iter().map(|(b, degraded)| json!({
+        "builders": builders.iter().map(|(b, degraded, stream_down)| json!({
+            "flashblocks_stream_down": stream_down,
             "name": b.name().as_ref(),
             "health": b.health().state().label(),
             "failing_payloads": b.health().is_failing_payloads(),

@@ -17,17 +17,27 @@ const PER_BLOCK: usize = 4;
 /// A chain whose builders (`names`) each stream every block as `PER_BLOCK` flashblocks, with
 /// switchyard taking them; returns once switchyard is connected to every stream.
 async fn flash_net(names: &[&str], tweak: impl FnOnce(&mut switchyard::Config)) -> Net {
+    flash_net_with(names, |_| {}, tweak).await
+}
+
+/// [`flash_net`], each builder simulator's configuration adjusted by `sim`.
+async fn flash_net_with(
+    names: &[&str],
+    sim: impl Fn(&mut SimConfig),
+    tweak: impl FnOnce(&mut switchyard::Config),
+) -> Net {
     let chain = spec(Fork::Isthmus);
     let configs = names
         .iter()
         .map(|name| {
-            let config = SimConfig::builder(chain.clone())
+            let mut config = SimConfig::builder(chain.clone())
                 .named(*name)
                 .with_flashblocks(FlashblocksConfig {
                     interval: Duration::from_millis(5),
                     per_block: PER_BLOCK,
                     brotli: false,
                 });
+            sim(&mut config);
             (config, switchyard_layers::tls::TlsOptions::default())
         })
         .collect();
@@ -364,4 +374,226 @@ async fn a_builder_restarted_mid_stream_or_a_stream_cut_mid_block_never_stalls_t
         .await
         .expect("block");
     assert_eq!(net.last().builders[0].flashblocks, Some(PER_BLOCK));
+}
+
+/// A counter of switchyard's `/metrics`, polled until it reaches `at_least` (each poll is an HTTP
+/// round trip, so the work it waits for gets to run).
+async fn counter_reaches(url: &str, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = crate::harness::get(url).await;
+        let page = crate::metrics::series(&String::from_utf8_lossy(&page));
+        let value = crate::metrics::value(&page, name, labels);
+        if value >= at_least || tokio::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn flashblocks_that_do_not_fit_the_job_are_never_published_and_each_is_counted() {
+    // Names no other test uses: the recorder is process-wide.
+    let name = "flash-refusals";
+    let mut net = flash_net_with(
+        &[name],
+        |sim| sim.flashblocks.iter_mut().for_each(|f| f.brotli = true),
+        |config| {
+            config.metrics = Some("127.0.0.1:0".parse().expect("addr"));
+            // Frames over this end the connection (as getPayload answers over it are refused).
+            config.builder_policy.max_payload_size = 256 * 1024;
+        },
+    )
+    .await;
+    let url = format!("http://{}/metrics", net.proxy.metrics.expect("metrics"));
+    let addr = net.proxy.flashblocks.expect("flashblocks listener");
+    let mut subscriber = Subscriber::connect(addr, false).await;
+    let dropped = "switchyard_flashblocks_dropped_total";
+    for (fault, reason) in [
+        (FlashFault::BaseMismatch, "fee_recipient"),
+        (FlashFault::ForcedMissing, "forced_transactions"),
+        (FlashFault::WrongPayloadId, "wrong_payload_id"),
+        (FlashFault::Oversized(300 * 1024), "too_large"),
+    ] {
+        net.builders[0].flashblocks_fault(fault);
+        // Until switchyard has seen the fault: a refusal counted, or (for flashblocks no job
+        // names yet) the flashblocks read, which wait for a payload id that never comes.
+        let received = "switchyard_flashblocks_received_total";
+        let by_builder = [("builder", name)];
+        let by_reason = [("builder", name), ("reason", reason)];
+        let gate = match fault {
+            FlashFault::WrongPayloadId => {
+                let read = counter_reaches(&url, received, &by_builder, 0.0).await;
+                counter_reaches(&url, received, &by_builder, read + 4.0)
+            }
+            _ => counter_reaches(&url, dropped, &by_reason, 1.0),
+        };
+        // Around the oversized frame, the block's flashblocks are all published.
+        let published_first = if matches!(fault, FlashFault::Oversized(_)) {
+            PER_BLOCK
+        } else {
+            0
+        };
+        let report = net
+            .seq
+            .step_after(async {
+                tokio::join!(gate, subscriber.wait(published_first));
+            })
+            .await
+            .expect("no slot missed");
+        // A brotli frame that expands past the cap is dropped on its own; the stream goes on.
+        assert!(
+            net.built_by(report.number, name),
+            "{fault:?}: the builder's block serves"
+        );
+        // The next block streams as it should, and is published and served.
+        net.seq
+            .step_after(subscriber.wait(PER_BLOCK))
+            .await
+            .expect("block");
+        assert_eq!(
+            net.last().builders[0].flashblocks,
+            Some(PER_BLOCK),
+            "{fault:?}"
+        );
+        let counted =
+            counter_reaches(&url, dropped, &[("builder", name), ("reason", reason)], 1.0).await;
+        if counted < 1.0 {
+            let (_, page) = crate::harness::get(&url).await;
+            let page = String::from_utf8_lossy(&page).into_owned();
+            let lines: Vec<&str> = page
+                .lines()
+                .filter(|l| l.contains("flashblocks_dropped"))
+                .collect();
+            panic!("{fault:?} counted as {reason}: {lines:#?}");
+        }
+    }
+    // Only flashblocks that fit were ever published, each block's in full: the good blocks',
+    // and those around the oversized frame.
+    assert_eq!(subscriber.drain(), 0);
+    let indexes: Vec<u64> = subscriber
+        .got
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap_or(99))
+        .collect();
+    assert_eq!(indexes, [0, 1, 2, 3].repeat(5));
+    let kept = counter_reaches(
+        &url,
+        "switchyard_flashblocks_preconfirmations_total",
+        &[("builder", name), ("outcome", "kept")],
+        5.0,
+    )
+    .await;
+    assert_eq!(kept, 5.0);
+    let (_, page) = crate::harness::get(&url).await;
+    let page = crate::metrics::series(&String::from_utf8_lossy(&page));
+    assert_eq!(
+        crate::metrics::value(
+            &page,
+            "switchyard_flashblocks_preconfirmations_total",
+            &[("builder", name), ("outcome", "broken")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        crate::metrics::value(
+            &page,
+            "switchyard_flashblocks_stream_up",
+            &[("builder", name)]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_that_connects_mid_block_gets_the_block_so_far_then_the_rest() {
+    let mut net = flash_net(&["builder"], |_| {}).await;
+    let addr = net.proxy.flashblocks.expect("flashblocks listener");
+    let mut early = Subscriber::connect(addr, false).await;
+    let mut late = None;
+    net.seq
+        .step_after(async {
+            early.wait(2).await;
+            let mut joined = Subscriber::connect(addr, true).await;
+            joined.wait(PER_BLOCK).await;
+            late = Some(joined);
+        })
+        .await
+        .expect("block");
+    early.wait(PER_BLOCK - 2).await;
+    let late = late.expect("joined");
+    assert_eq!(
+        late.got, early.got,
+        "the block's flashblocks so far, then the live ones"
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_cut_off_and_costs_the_others_nothing() {
+    // Big flashblocks (transactions of 16 KiB) fill the stalled subscriber's socket and queue.
+    let mut net = flash_net_with(
+        &["builder"],
+        |sim| sim.filler = Some((16, 16 * 1024)),
+        |config| {
+            config.metrics = Some("127.0.0.1:0".parse().expect("addr"));
+            if let Some(flashblocks) = config.flashblocks.as_mut() {
+                flashblocks.subscriber_queue = 4;
+                flashblocks.max_subscribers = 2;
+            }
+        },
+    )
+    .await;
+    let url = format!("http://{}/metrics", net.proxy.metrics.expect("metrics"));
+    let addr = net.proxy.flashblocks.expect("flashblocks listener");
+    let mut reader = Subscriber::connect(addr, false).await;
+    // Handshakes, then never reads a byte.
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (stalled, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .expect("handshake");
+    // Over the cap: refused at the handshake.
+    let third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    match tokio_tungstenite::client_async(format!("ws://{addr}/"), third).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        }
+        other => panic!("a third subscriber is refused: {:?}", other.map(|_| ())),
+    }
+    let slow = "switchyard_flashblocks_subscriber_disconnects_total";
+    let mut blocks = 0;
+    loop {
+        net.seq
+            .step_after(reader.wait(PER_BLOCK))
+            .await
+            .expect("block");
+        blocks += 1;
+        let (_, page) = crate::harness::get(&url).await;
+        let page = crate::metrics::series(&String::from_utf8_lossy(&page));
+        if crate::metrics::value(&page, slow, &[("reason", "slow")]) >= 1.0 {
+            break;
+        }
+        assert!(blocks < 300, "the stalled subscriber is never cut off");
+    }
+    drop(stalled);
+    // Two more blocks: the reader carries on.
+    for _ in 0..2 {
+        net.seq
+            .step_after(reader.wait(PER_BLOCK))
+            .await
+            .expect("block");
+        blocks += 1;
+    }
+    // The reader got every flashblock of every block, in order, and each block was served
+    // from them.
+    let indexes: Vec<u64> = reader
+        .got
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap_or(99))
+        .collect();
+    assert_eq!(indexes, [0, 1, 2, 3].repeat(blocks));
+    assert!(
+        net.decisions()
+            .iter()
+            .all(|d| d.builders[0].flashblocks == Some(PER_BLOCK))
+    );
 }

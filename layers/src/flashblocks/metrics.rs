@@ -35,7 +35,7 @@ pub fn describe() {
     );
     describe_counter!(
         "switchyard_flashblocks_preconfirmations_total",
-        "Blocks with published flashblocks, by outcome (kept: the returned block holds them all, in order; broken) and reason"
+        "Blocks with published flashblocks, by publishing builder, outcome (kept: the returned block holds them all, in order; broken) and reason"
     );
     describe_gauge!(
         "switchyard_flashblocks_stream_up",
@@ -74,8 +74,8 @@ pub(crate) fn subscriber_disconnect(reason: &'static str) {
         .increment(1);
 }
 
-pub(crate) fn preconfirmation(outcome: &'static str, reason: &'static str) {
-    counter!("switchyard_flashblocks_preconfirmations_total", "outcome" => outcome, "reason" => reason)
+pub(crate) fn preconfirmation(builder: &str, outcome: &'static str, reason: &'static str) {
+    counter!("switchyard_flashblocks_preconfirmations_total", "builder" => builder.to_owned(), "outcome" => outcome, "reason" => reason)
         .increment(1);
 }
 

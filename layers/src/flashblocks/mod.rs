@@ -247,6 +247,7 @@ impl Flashblocks {
 pub fn record_preconfirmations(decision: &crate::payload_select::Decision) {
     if let Some(preconfirmations) = &decision.preconfirmations {
         metrics::preconfirmation(
+            &preconfirmations.builder,
             preconfirmations.outcome(),
             preconfirmations.broken.unwrap_or("none"),
         );
