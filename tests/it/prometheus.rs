@@ -117,14 +117,36 @@ async fn every_dashboard_query_returns_data() {
                 })
         })
         .collect();
-    assert!(queries.len() >= 17, "the dashboard has its panels");
+    assert!(queries.len() >= 33, "the dashboard has its panels");
 
-    let mut net = Net::start(fresh_spec(Fork::Isthmus), &["prom-builder"], |config| {
+    // A builder streaming flashblocks (first: flashblocks streams pair with builders in order)
+    // and one that does not.
+    let chain = fresh_spec(Fork::Isthmus);
+    let builders = [("prom-flash", true), ("prom-builder", false)]
+        .into_iter()
+        .map(|(name, streams)| {
+            let mut config = switchyard_sim::SimConfig::builder(chain.clone()).named(name);
+            if streams {
+                config = config.with_flashblocks(switchyard_sim::FlashblocksConfig::default());
+            }
+            (config, switchyard_layers::tls::TlsOptions::default())
+        })
+        .collect();
+    let mut net = Net::start_custom(chain, builders, |config| {
         config.metrics = Some("127.0.0.1:0".parse().expect("addr"));
         config.builder_policy.health_interval = Duration::from_millis(200);
     })
     .await;
     let prometheus = Prometheus::start(net.proxy.metrics.expect("metrics port"));
+    // A subscriber that comes and goes, for the subscriber panel.
+    let flashblocks = net.proxy.flashblocks.expect("flashblocks listener");
+    let stream = tokio::net::TcpStream::connect(flashblocks)
+        .await
+        .expect("connect");
+    let (subscriber, _) = tokio_tungstenite::client_async(format!("ws://{flashblocks}/"), stream)
+        .await
+        .expect("subscribe");
+    drop(subscriber);
 
     // Something for every panel: bad requests, builder faults, blocks at a steady pace while
     // Prometheus scrapes.
@@ -145,10 +167,16 @@ async fn every_dashboard_query_returns_data() {
                 }
                 .on("engine_getPayloadV4")
                 .times(1);
-                net.builders[0].faults().add(fault);
+                net.builders[1].faults().add(fault);
+            }
+            if n % 6 == 2 {
+                net.builders[0].flashblocks_fault(switchyard_sim::FlashFault::IndexGap);
+            }
+            if n % 11 == 4 {
+                net.builders[0].flashblocks_fault(switchyard_sim::FlashFault::Broken);
             }
             if n % 7 == 3 {
-                net.builders[0].faults().add(
+                net.builders[1].faults().add(
                     Fault::HttpStatus { status: 500 }
                         .on("engine_newPayloadV4")
                         .times(1),

@@ -920,6 +920,8 @@ fn tell(ctx: &Ctx, decision: &Decision) {
         total_ms = decision.total.as_secs_f64() * 1e3,
         headroom_ms = decision.headroom.as_secs_f64() * 1e3,
         local_ms = decision.local_latency.map(|d| d.as_secs_f64() * 1e3),
+        flashblocks = decision.preconfirmations.as_ref().map(|p| p.flashblocks),
+        preconfirmations = decision.preconfirmations.as_ref().map(|p| p.broken.unwrap_or("kept")),
         "payload chosen"
     );
     ctx.metrics.record(decision);
