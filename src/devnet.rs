@@ -22,14 +22,14 @@ use switchyard_layers::{
     payload_select::{Decision, Source},
 };
 use switchyard_sim::{
-    ChainSpec, EngineSim, Fault, FaultRule, Fork, Forks, Network, Profile, Sequencer,
-    SequencerConfig, SimConfig, Tamper,
+    ChainSpec, EngineSim, Fault, FaultRule, FlashFault, FlashblocksConfig, Fork, Forks, Network,
+    Profile, Sequencer, SequencerConfig, SimConfig, Tamper,
 };
 use tokio::sync::oneshot;
 
 use crate::{
     Listeners,
-    config::{Config, Upstream, parse_duration},
+    config::{Config, FlashblocksSettings, Upstream, parse_duration},
 };
 
 /// `switchyard devnet` flags.
@@ -62,6 +62,13 @@ pub struct DevnetArgs {
     /// Print the summary as one JSON line instead of text, and no per-block lines.
     #[arg(long)]
     pub json: bool,
+    /// Builders stream each block as flashblocks, which switchyard publishes and serves; with
+    /// `--fault-rate`, flashblock faults are drawn too.
+    #[arg(long)]
+    pub flashblocks: bool,
+    /// Flashblocks per block (spread over the block time), with --flashblocks.
+    #[arg(long, default_value_t = 5)]
+    pub flashblocks_per_block: usize,
 }
 
 /// What a devnet run did.
@@ -89,7 +96,30 @@ pub struct Summary {
     pub seed: u64,
     /// Peak resident memory of the whole process (simulators included), in KiB.
     pub peak_rss_kib: Option<u64>,
+    /// Blocks with published flashblocks whose returned block held them all, in order.
+    pub preconfirmations_kept: u64,
+    /// Blocks with published flashblocks whose returned block did not, by reason.
+    pub preconfirmations_broken: BTreeMap<String, u64>,
+    /// Flashblocks published, over all blocks.
+    pub flashblocks_published: u64,
 }
+
+/// The flashblock faults the devnet draws from with --flashblocks (each spoils one block's
+/// stream).
+const FLASH_FAULTS: [FlashFault; 12] = [
+    FlashFault::IndexGap,
+    FlashFault::Duplicate,
+    FlashFault::WrongPayloadId,
+    FlashFault::BaseMismatch,
+    FlashFault::BadHash,
+    FlashFault::ForcedMissing,
+    FlashFault::Stall,
+    FlashFault::Disconnect,
+    FlashFault::Oversized(64 * 1024),
+    FlashFault::NotInFinal,
+    FlashFault::Restart,
+    FlashFault::Broken,
+];
 
 /// The faults the devnet draws from (each armed for one call of one builder).
 fn fault_catalogue() -> Vec<FaultRule> {
@@ -171,6 +201,14 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
             .with_network(network.clone());
         config.profile = Profile::Builder { extra_txs: 1 + i };
         config.log_capacity = 1_024;
+        if args.flashblocks {
+            let per_block = args.flashblocks_per_block.max(1);
+            config = config.with_flashblocks(FlashblocksConfig {
+                interval: args.block_time / (per_block as u32 + 1),
+                per_block,
+                brotli: i % 2 == 1,
+            });
+        }
         builders.push(
             EngineSim::spawn(config)
                 .await
@@ -194,6 +232,27 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    if args.flashblocks {
+        anyhow::ensure!(
+            !builders.is_empty(),
+            "--flashblocks needs --builders 1 or more"
+        );
+        config.flashblocks = Some(FlashblocksSettings {
+            builder_urls: builders
+                .iter()
+                .filter_map(EngineSim::flashblocks_url)
+                .map(|url| url.parse())
+                .collect::<Result<_, _>>()?,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            ping_interval: Duration::from_millis(500),
+            pong_timeout: Duration::from_millis(1_500),
+            max_subscribers: 64,
+            subscriber_queue: 512,
+        });
+    }
     let decisions: Arc<Mutex<Vec<Decision>>> = Arc::default();
     let sink = decisions.clone();
     config.decision_sink = Some(Arc::new(move |d: &Decision| {
@@ -259,9 +318,18 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
         let mut injected = None;
         if !builders.is_empty() && rng.f64() < args.fault_rate {
             let builder = rng.usize(..builders.len());
-            let fault = catalogue[rng.usize(..catalogue.len())].clone();
-            injected = Some((builders[builder].log_name(), format!("{:?}", fault.fault)));
-            builders[builder].faults().add(fault);
+            if args.flashblocks && rng.bool() {
+                let fault = FLASH_FAULTS[rng.usize(..FLASH_FAULTS.len())];
+                injected = Some((
+                    builders[builder].log_name(),
+                    format!("flashblocks {fault:?}"),
+                ));
+                builders[builder].flashblocks_fault(fault);
+            } else {
+                let fault = catalogue[rng.usize(..catalogue.len())].clone();
+                injected = Some((builders[builder].log_name(), format!("{:?}", fault.fault)));
+                builders[builder].faults().add(fault);
+            }
             summary.faults_injected += 1;
         }
         let step = tokio::select! {
@@ -290,6 +358,24 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
                         *summary.lost_reasons.entry(reason.to_owned()).or_default() += 1;
                     }
                 }
+                let promises = decision.preconfirmations.as_ref().map(|p| {
+                    summary.flashblocks_published += p.flashblocks as u64;
+                    match p.broken {
+                        None => summary.preconfirmations_kept += 1,
+                        Some(reason) => {
+                            *summary
+                                .preconfirmations_broken
+                                .entry(reason.to_owned())
+                                .or_default() += 1;
+                        }
+                    }
+                    format!(
+                        " · {} flashblocks {}",
+                        p.flashblocks,
+                        p.broken
+                            .map_or("kept".to_owned(), |r| format!("broken ({r})"))
+                    )
+                });
                 if !args.json {
                     let winner = decision.winner().unwrap_or("op-geth");
                     let losers: Vec<String> = decision
@@ -302,10 +388,11 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
                         .unwrap_or_default();
                     writeln!(
                         out,
-                        "#{:<6} {:<10} {:>7.2} ms{}{fault}",
+                        "#{:<6} {:<10} {:>7.2} ms{}{}{fault}",
                         report.number,
                         winner,
                         report.get_payload.as_secs_f64() * 1e3,
+                        promises.unwrap_or_default(),
                         if losers.is_empty() {
                             String::new()
                         } else {
@@ -343,6 +430,15 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
             summary.builder_wins, summary.local_blocks
         )?;
         writeln!(out, "why builders lost: {:?}", summary.lost_reasons)?;
+        if args.flashblocks {
+            writeln!(
+                out,
+                "flashblocks published: {} · preconfirmations kept: {} · broken: {:?}",
+                summary.flashblocks_published,
+                summary.preconfirmations_kept,
+                summary.preconfirmations_broken
+            )?;
+        }
         writeln!(
             out,
             "getPayload p50 {:.2} ms, p99 {:.2} ms · FCU p50 {:.2} ms, p99 {:.2} ms · faults injected {} · seed {}",

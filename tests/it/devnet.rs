@@ -47,3 +47,47 @@ fn devnet_runs_bounded_blocks_and_reports_a_summary() {
         "faults show up as reasons: {summary}"
     );
 }
+
+#[test]
+fn devnet_with_flashblocks_misses_no_slot_and_sums_up_the_preconfirmations() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "devnet",
+            "--flashblocks",
+            "--blocks",
+            "200",
+            "--block-time",
+            "40ms",
+            "--builders",
+            "2",
+            "--fault-rate",
+            "0.2",
+            "--seed",
+            "19",
+        ])
+        .output()
+        .expect("run the devnet");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("200 blocks in") && stdout.contains("(0 failed)"),
+        "{stdout}"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("flashblocks published: "))
+        .expect("the preconfirmation summary");
+    let number = |after: &str| -> u64 {
+        line.split(after)
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(number("flashblocks published: ") > 200, "{line}");
+    assert!(number("preconfirmations kept: ") > 100, "{line}");
+    // Flashblock faults were drawn: some blocks name one.
+    assert!(stdout.contains("injected flashblocks "), "{stdout}");
+    // Every kept or broken block says so on its line.
+    assert!(stdout.lines().any(|l| l.contains(" flashblocks kept")));
+}
