@@ -1,11 +1,14 @@
-//! Chaos soak: thousands of blocks at zero block time through switchyard, two builders failing
+//! Chaos soak: thousands of blocks at a 3 ms block time through switchyard, two builders failing
 //! at random in every way the simulator knows.
 //!
 //! Seeded: the seed is printed, and `SOAK_SEED=<seed>` replays a run; `SOAK_BLOCKS` sets its length
 //! (default 2,000). Per block it asserts that op-node got exactly one payload, that the payload
 //! honours its attributes and is valid on op-geth (the op-node stand-in checks both and fails
 //! the block otherwise), that a builder's block wins whenever a builder has been healthy for a
-//! few blocks, and, every 100 blocks, that switchyard's queues and job map stay bounded.
+//! few blocks, and, every 100 blocks, that switchyard's queues and job map stay bounded. Both
+//! builders stream flashblocks, which fail at random too; a subscriber reads what switchyard
+//! publishes, and every block whose preconfirmations were kept must hold exactly those
+//! transactions first.
 
 use std::{
     sync::{
@@ -17,7 +20,10 @@ use std::{
 
 use serde_json::{Value, json};
 use switchyard_layers::{JwtSecret, payload_select::Source};
-use switchyard_sim::{EngineClient, Fault, FaultRule, Fork, Tamper, random_secret, secret_hex};
+use switchyard_sim::{
+    EngineClient, Fault, FaultRule, FlashFault, FlashblocksConfig, Fork, SimConfig, Tamper,
+    random_secret, secret_hex,
+};
 
 use crate::harness::{Net, fresh_spec};
 
@@ -72,6 +78,86 @@ fn catalogue() -> Vec<FaultRule> {
     faults
 }
 
+/// Each block's stream spoiled one way (see `FlashFault`).
+const FLASH_FAULTS: [FlashFault; 12] = [
+    FlashFault::IndexGap,
+    FlashFault::Duplicate,
+    FlashFault::WrongPayloadId,
+    FlashFault::BaseMismatch,
+    FlashFault::BadHash,
+    FlashFault::ForcedMissing,
+    FlashFault::Stall,
+    FlashFault::Disconnect,
+    FlashFault::Oversized(64 * 1024),
+    FlashFault::NotInFinal,
+    FlashFault::Restart,
+    FlashFault::Broken,
+];
+
+/// What switchyard published, by block number.
+struct Published {
+    frames: Arc<std::sync::Mutex<std::collections::HashMap<u64, Vec<Value>>>>,
+}
+
+async fn subscribe(addr: std::net::SocketAddr) -> Published {
+    use futures_util::StreamExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .expect("subscribe");
+    let frames = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        u64,
+        Vec<Value>,
+    >::new()));
+    let filed = frames.clone();
+    tokio::spawn(async move {
+        let (_sink, mut incoming) = ws.split();
+        while let Some(Ok(message)) = incoming.next().await {
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
+            let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let number = frame["metadata"]["block_number"]
+                .as_u64()
+                .unwrap_or_default();
+            filed
+                .lock()
+                .expect("frames")
+                .entry(number)
+                .or_default()
+                .push(frame);
+        }
+    });
+    Published { frames }
+}
+
+impl Published {
+    /// The first `n` frames published for block `number`, waiting for them to arrive.
+    async fn frames_of(&self, number: u64, n: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self
+                .frames
+                .lock()
+                .expect("frames")
+                .get(&number)
+                .map(|f| f.iter().take(n).cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            if got.len() == n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "block {number}: {n} flashblocks published, {} received",
+                got.len()
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 // The seed goes to stderr so a failing run can be replayed.
 #[allow(clippy::print_stderr)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,44 +174,68 @@ async fn chaos_soak_two_builders_random_faults() {
     let panics = count_switchyard_panics();
     let mut rng = fastrand::Rng::with_seed(seed);
     let admin_secret = random_secret();
-    let mut net = Net::start_with(
-        fresh_spec(Fork::Isthmus),
-        &[("alpha", 1), ("beta", 3)],
-        |config| {
-            config.builder_policy.payload_deadline = Duration::from_millis(100);
-            config.builder_policy.max_payload_size = 1024 * 1024;
-            config.builder_policy.breaker_threshold = 3;
-            config.builder_policy.breaker_cooldown = 3;
-            for builder in &mut config.builders {
-                builder.timeout = Duration::from_millis(300);
-            }
-            config.admin = Some(switchyard::config::Admin {
-                addr: "127.0.0.1:0".parse().expect("addr"),
-                secret: JwtSecret::from_hex(&secret_hex(&admin_secret)).expect("secret"),
-            });
-        },
-    )
+    let chain = fresh_spec(Fork::Isthmus);
+    let builders = [("alpha", 1), ("beta", 3)]
+        .into_iter()
+        .map(|(name, extra_txs)| {
+            let mut config = SimConfig::builder(chain.clone())
+                .named(name)
+                .with_flashblocks(FlashblocksConfig {
+                    interval: Duration::from_millis(1),
+                    per_block: 3,
+                    brotli: name == "beta",
+                });
+            config.profile = switchyard_sim::Profile::Builder { extra_txs };
+            (config, switchyard_layers::tls::TlsOptions::default())
+        })
+        .collect();
+    let mut net = Net::start_custom(chain, builders, |config| {
+        config.builder_policy.payload_deadline = Duration::from_millis(100);
+        config.builder_policy.max_payload_size = 1024 * 1024;
+        config.builder_policy.breaker_threshold = 3;
+        config.builder_policy.breaker_cooldown = 3;
+        for builder in &mut config.builders {
+            builder.timeout = Duration::from_millis(300);
+        }
+        config.admin = Some(switchyard::config::Admin {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            secret: JwtSecret::from_hex(&secret_hex(&admin_secret)).expect("secret"),
+        });
+    })
     .await;
     let admin = EngineClient::new(
         &format!("http://{}", net.proxy.admin.expect("admin")),
         admin_secret,
     )
     .expect("admin");
+    let published = subscribe(net.proxy.flashblocks.expect("flashblocks listener")).await;
+    // Long enough for most of a block's flashblocks to be streamed before its getPayload.
+    net.seq.set_block_time(Duration::from_millis(3));
     let catalogue = catalogue();
     let mut last_fault: [Option<u64>; 2] = [None, None];
+    let (mut kept, mut broken) = (0u64, 0u64);
     let (mut builder_wins, mut local, mut faults) = (0u64, 0u64, 0u64);
 
     for block in 1..=blocks {
         let mut armed = None;
         if rng.f64() < 0.3 {
             let builder = rng.usize(..2);
-            let fault = catalogue[rng.usize(..catalogue.len())].clone().times(1);
-            armed = Some(format!(
-                "{:?} on {}",
-                fault.fault,
-                net.builders[builder].log_name()
-            ));
-            net.builders[builder].faults().add(fault);
+            if rng.u8(..4) == 0 {
+                let fault = FLASH_FAULTS[rng.usize(..FLASH_FAULTS.len())];
+                armed = Some(format!(
+                    "flashblocks {fault:?} on {}",
+                    net.builders[builder].log_name()
+                ));
+                net.builders[builder].flashblocks_fault(fault);
+            } else {
+                let fault = catalogue[rng.usize(..catalogue.len())].clone().times(1);
+                armed = Some(format!(
+                    "{:?} on {}",
+                    fault.fault,
+                    net.builders[builder].log_name()
+                ));
+                net.builders[builder].faults().add(fault);
+            }
             last_fault[builder] = Some(block);
             faults += 1;
         }
@@ -174,6 +284,38 @@ async fn chaos_soak_two_builders_random_faults() {
             }
             Source::None => panic!("seed {seed}, block {block}: no payload"),
         }
+        if let Some(promises) = &decision.preconfirmations {
+            // What the subscriber was sent for this block, in order.
+            let frames = published
+                .frames_of(report.number, promises.flashblocks)
+                .await;
+            let promised: Vec<String> = frames
+                .iter()
+                .flat_map(|f| {
+                    f["diff"]["transactions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .map(|tx| tx.as_str().unwrap_or_default().to_owned())
+                .collect();
+            let canonical: Vec<String> = net
+                .geth_block(report.number)
+                .transactions
+                .iter()
+                .map(alloy_primitives::hex::encode_prefixed)
+                .collect();
+            match promises.broken {
+                None => {
+                    kept += 1;
+                    assert!(
+                        canonical.starts_with(&promised),
+                        "seed {seed}, block {block}: kept, yet the block does not begin with what was published ({armed:?})"
+                    );
+                }
+                Some(_) => broken += 1,
+            }
+        }
         for builder in &net.builders {
             builder.faults().clear();
             builder.faults().release_hangs();
@@ -202,8 +344,9 @@ async fn chaos_soak_two_builders_random_faults() {
         }
     }
     eprintln!(
-        "chaos soak: {blocks} blocks, {builder_wins} by builders, {local} by op-geth, {faults} faults injected"
+        "chaos soak: {blocks} blocks, {builder_wins} by builders, {local} by op-geth, {faults} faults injected, preconfirmations kept {kept} broken {broken}"
     );
+    assert!(kept > 0, "seed {seed}: flashblocks were published and kept");
     assert_eq!(
         panics.load(Ordering::Relaxed),
         0,
