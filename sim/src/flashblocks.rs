@@ -303,10 +303,12 @@ fn brotli_compress(json: &[u8]) -> bytes::Bytes {
     out.into()
 }
 
-/// Serves the stream on `listener`, each connection getting every frame from its connect on.
+/// Serves the stream on `listener` (over TLS with `tls`), each connection getting every frame
+/// from its connect on.
 pub(crate) async fn serve(
     listener: TcpListener,
     source: Arc<FlashSource>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -316,34 +318,49 @@ pub(crate) async fn serve(
         };
         let Ok((stream, _)) = accepted else { continue };
         let source = source.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-                return;
-            };
-            let mut frames = source.frames.subscribe();
-            let mut kick = source.kick.subscribe();
-            source.connected.send_modify(|n| *n += 1);
-            let (mut sink, mut incoming) = ws.split();
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = kick.changed() => return,
-                    message = incoming.next() => match message {
-                        Some(Ok(Message::Ping(data))) => {
-                            if sink.send(Message::Pong(data)).await.is_err() { return }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => return,
-                    },
-                    frame = frames.recv() => match frame {
-                        Ok(message) => if sink.send(message).await.is_err() { return },
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        connection(stream, source, stop).await;
+                    }
                 }
+                None => connection(stream, source, stop).await,
             }
         });
+    }
+}
+
+async fn connection<S>(stream: S, source: Arc<FlashSource>, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let mut frames = source.frames.subscribe();
+    let mut kick = source.kick.subscribe();
+    source.connected.send_modify(|n| *n += 1);
+    let (mut sink, mut incoming) = ws.split();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = kick.changed() => return,
+            message = incoming.next() => match message {
+                Some(Ok(Message::Ping(data))) => {
+                    if sink.send(Message::Pong(data)).await.is_err() { return }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+            frame = frames.recv() => match frame {
+                Ok(message) => if sink.send(message).await.is_err() { return },
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
     }
 }
 
@@ -352,7 +369,7 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// `ws://` URL of a stream listening on `addr`.
-pub(crate) fn url(addr: SocketAddr) -> String {
-    format!("ws://{addr}")
+/// `ws://` (or, over TLS, `wss://`) URL of a stream listening on `addr`.
+pub(crate) fn url(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}", if tls { "wss" } else { "ws" })
 }

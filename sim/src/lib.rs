@@ -282,6 +282,7 @@ impl EngineSim {
                 tokio::spawn(flashblocks::serve(
                     listener,
                     source.clone(),
+                    shared.tls.clone(),
                     stopped.clone(),
                 ));
                 Some(at)
@@ -321,7 +322,9 @@ impl EngineSim {
 
     /// The flashblocks stream's `ws://` URL, if it streams flashblocks.
     pub fn flashblocks_url(&self) -> Option<String> {
-        self.flashblocks_addr.map(flashblocks::url)
+        let tls = self.shared.tls.is_some();
+        self.flashblocks_addr
+            .map(|addr| flashblocks::url(addr, tls))
     }
 
     /// Spoils the stream of the next block built (see [`FlashFault`]).

@@ -45,7 +45,12 @@ pub struct Switchyard {
 
 impl Switchyard {
     pub async fn start(config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_at(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serves op-node on `addr` (a restarted switchyard takes its predecessor's port back).
+    pub async fn start_at(config: Config, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let admin_listener = match config.admin {
             Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind admin")),
@@ -116,6 +121,19 @@ impl Switchyard {
         }
     }
 
+    /// Stops (draining) and starts again on the same port with `config`, state lost, as a
+    /// restarted process would.
+    pub async fn restart(&mut self, config: Config) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("drained in time")
+                .expect("join");
+        }
+        *self = Self::start_at(config, self.addr).await;
+    }
+
     /// Shuts down and waits for the drain to finish.
     pub async fn stop(mut self) {
         self.begin_shutdown();
@@ -158,6 +176,8 @@ pub struct Net {
     pub builders: Vec<EngineSim>,
     pub proxy: Switchyard,
     pub seq: switchyard_sim::Sequencer,
+    /// switchyard's configuration, for a restart.
+    pub config: Config,
     decisions: std::sync::Arc<std::sync::Mutex<Vec<switchyard_layers::payload_select::Decision>>>,
 }
 
@@ -248,7 +268,7 @@ impl Net {
             },
         ));
         tweak(&mut config);
-        let proxy = Switchyard::start(config).await;
+        let proxy = Switchyard::start(config.clone()).await;
         let seq_config = switchyard_sim::SequencerConfig::new(spec.clone());
         let seq = switchyard_sim::Sequencer::connect(&proxy.url(), geth.secret(), seq_config)
             .await
@@ -259,6 +279,7 @@ impl Net {
             builders,
             proxy,
             seq,
+            config,
             decisions,
         }
     }

@@ -186,3 +186,55 @@ async fn mutual_tls_needs_the_right_client_certificate() {
     assert_eq!(source, Source::Local);
     assert!(matches!(lost, Some("tls" | "skipped_tls")), "{lost:?}");
 }
+
+#[tokio::test]
+async fn a_builders_flashblocks_stream_over_wss_is_taken_with_its_tls_settings() {
+    let files = Files::new("wss");
+    let ca = Ca::new("builders' CA");
+    let ca_file = files.write("ca.pem", &ca.pem);
+    let chain = spec(Fork::Isthmus);
+    let builder = tls_builder(&chain, "wss-builder", ca.leaf(&["127.0.0.1"], false), None)
+        .with_flashblocks(switchyard_sim::FlashblocksConfig {
+            interval: std::time::Duration::from_millis(2),
+            per_block: 3,
+            brotli: false,
+        });
+    let mut net = Net::start_custom(chain, vec![(builder, trusting(&ca_file))], |_| {}).await;
+    let url = net.builders[0].flashblocks_url().expect("a stream");
+    assert!(url.starts_with("wss://"), "{url}");
+    let mut connections = net.builders[0].flashblocks_connections().expect("a stream");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        connections.wait_for(|n| *n >= 1),
+    )
+    .await
+    .expect("switchyard connects over TLS")
+    .expect("alive");
+    // Published by switchyard, so taken over TLS; then served.
+    let outbound = net.proxy.flashblocks.expect("listener");
+    let stream = tokio::net::TcpStream::connect(outbound)
+        .await
+        .expect("connect");
+    let (subscriber, _) = tokio_tungstenite::client_async(format!("ws://{outbound}/"), stream)
+        .await
+        .expect("subscribe");
+    let (_sink, mut frames) = futures_util::StreamExt::split(subscriber);
+    let report = net
+        .seq
+        .step_after(async {
+            for _ in 0..3 {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    futures_util::StreamExt::next(&mut frames),
+                )
+                .await
+                .expect("a flashblock")
+                .expect("open")
+                .expect("a frame");
+            }
+        })
+        .await
+        .expect("block");
+    assert!(net.built_by(report.number, "wss-builder"));
+    assert_eq!(net.last().builders[0].flashblocks, Some(3));
+}

@@ -261,3 +261,177 @@ fn assemble(
     }));
     envelopes
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, B256, Bloom, Bytes};
+    use alloy_rpc_types_engine::{PayloadAttributes, PayloadId};
+    use op_alloy_rpc_types_engine::{OpFlashblockPayloadDelta, OpPayloadAttributes};
+
+    use super::*;
+
+    const PARENT: B256 = B256::repeat_byte(0x11);
+
+    fn job() -> Arc<PayloadJob> {
+        Arc::new(PayloadJob {
+            fcu_version: 3,
+            parent: PARENT,
+            timestamp: 1_000,
+            attributes: Some(OpPayloadAttributes {
+                payload_attributes: PayloadAttributes {
+                    timestamp: 1_000,
+                    prev_randao: B256::repeat_byte(0x22),
+                    suggested_fee_recipient: Address::repeat_byte(0x33),
+                    withdrawals: Some(Vec::new()),
+                    parent_beacon_block_root: Some(B256::repeat_byte(0x44)),
+                    ..Default::default()
+                },
+                transactions: Some(vec![Bytes::from_static(&[0x7e, 1])]),
+                no_tx_pool: None,
+                gas_limit: Some(30_000_000),
+                eip_1559_params: None,
+                min_base_fee: None,
+            }),
+            builders: Vec::new(),
+        })
+    }
+
+    fn base() -> OpFlashblockPayloadBase {
+        OpFlashblockPayloadBase {
+            parent_beacon_block_root: B256::repeat_byte(0x44),
+            parent_hash: PARENT,
+            fee_recipient: Address::repeat_byte(0x33),
+            prev_randao: B256::repeat_byte(0x22),
+            block_number: 7,
+            gas_limit: 30_000_000,
+            timestamp: 1_000,
+            extra_data: Bytes::new(),
+            base_fee_per_gas: U256::from(1_000_000u64),
+        }
+    }
+
+    /// Flashblock `index` adding `new` to `before` (the transactions so far), with the true
+    /// block hash of the prefix.
+    fn flashblock(index: u64, before: &[Bytes], new: &[Bytes]) -> Flashblock {
+        let mut flashblock = Flashblock {
+            payload_id: PayloadId::new([9; 8]),
+            index,
+            base: (index == 0).then(base),
+            diff: OpFlashblockPayloadDelta {
+                state_root: B256::repeat_byte(0x55),
+                receipts_root: B256::repeat_byte(0x66),
+                logs_bloom: Bloom::ZERO,
+                gas_used: 21_000 * (before.len() + new.len()) as u64,
+                block_hash: B256::ZERO,
+                transactions: new.to_vec(),
+                withdrawals: Vec::new(),
+                withdrawals_root: B256::ZERO,
+                blob_gas_used: Some(0),
+            },
+            json: bytes::Bytes::new(),
+            received: tokio::time::Instant::now(),
+        };
+        let all: Vec<Bytes> = before.iter().chain(new).cloned().collect();
+        let envelope = assemble(&base(), all, Vec::new(), &flashblock).pop();
+        flashblock.diff.block_hash = envelope
+            .and_then(|e| e.block_hash().ok())
+            .unwrap_or_default();
+        flashblock
+    }
+
+    fn tx(n: u8) -> Bytes {
+        Bytes::from(vec![0x02, n])
+    }
+
+    fn forced() -> Bytes {
+        Bytes::from_static(&[0x7e, 1])
+    }
+
+    fn take(block: &mut BlockInProgress, flashblock: &Flashblock) -> Result<(), Refusal> {
+        block.admits(flashblock, 8)?;
+        let extension = extend(block.parts(), flashblock, &block.job)?;
+        block.apply(extension)
+    }
+
+    fn open() -> BlockInProgress {
+        BlockInProgress::new(PayloadId::new([9; 8]), PayloadId::new([1; 8]), job())
+    }
+
+    #[test]
+    fn each_prefix_is_a_checked_block_and_the_last_one_is_served() {
+        let mut block = open();
+        take(&mut block, &flashblock(0, &[], &[forced(), tx(1)])).expect("0");
+        take(&mut block, &flashblock(1, &[forced(), tx(1)], &[tx(2)])).expect("1");
+        take(&mut block, &flashblock(2, &[forced(), tx(1), tx(2)], &[])).expect("2, empty");
+        assert_eq!(block.accepted, 3);
+        let envelope = block.envelope.clone().expect("an envelope");
+        assert_eq!(envelope.payload().transactions, [forced(), tx(1), tx(2)]);
+        assert!(
+            matches!(*envelope, Envelope::V3(_)),
+            "no withdrawals root: Ecotone's V3"
+        );
+    }
+
+    #[test]
+    fn order_rules_refuse_before_anything_is_computed() {
+        let mut block = open();
+        let no_base = Flashblock {
+            base: None,
+            ..flashblock(0, &[], &[forced()])
+        };
+        assert_eq!(block.admits(&no_base, 8), Err(Refusal::BaseMissing));
+        take(&mut block, &flashblock(0, &[], &[forced()])).expect("0");
+        assert_eq!(
+            block.admits(&flashblock(0, &[], &[forced()]), 8),
+            Err(Refusal::Duplicate)
+        );
+        assert_eq!(
+            block.admits(&flashblock(2, &[forced()], &[tx(1)]), 8),
+            Err(Refusal::IndexGap)
+        );
+        let with_base = Flashblock {
+            base: Some(base()),
+            ..flashblock(1, &[forced()], &[tx(1)])
+        };
+        assert_eq!(block.admits(&with_base, 8), Err(Refusal::BaseUnexpected));
+        assert_eq!(
+            block.admits(&flashblock(1, &[forced()], &[tx(1)]), 1),
+            Err(Refusal::TooMany)
+        );
+        block.sealed = true;
+        assert_eq!(
+            block.admits(&flashblock(1, &[forced()], &[tx(1)]), 8),
+            Err(Refusal::Sealed)
+        );
+    }
+
+    #[test]
+    fn a_prefix_that_could_never_be_returned_is_refused_with_its_check() {
+        let mut block = open();
+        let mut wrong_hash = flashblock(0, &[], &[forced()]);
+        wrong_hash.diff.block_hash = B256::repeat_byte(0xbb);
+        assert_eq!(
+            take(&mut block, &wrong_hash),
+            Err(Refusal::Check("block_hash"))
+        );
+
+        let mut other_recipient = flashblock(0, &[], &[forced()]);
+        if let Some(base) = other_recipient.base.as_mut() {
+            base.fee_recipient = Address::repeat_byte(0x99);
+        }
+        assert_eq!(
+            take(&mut block, &other_recipient),
+            Err(Refusal::Check("fee_recipient"))
+        );
+
+        let no_deposit = flashblock(0, &[], &[tx(1)]);
+        assert_eq!(
+            take(&mut block, &no_deposit),
+            Err(Refusal::Check("forced_transactions"))
+        );
+        assert_eq!(block.accepted, 0, "nothing was taken");
+
+        take(&mut block, &flashblock(0, &[], &[forced()])).expect("the right one");
+        assert_eq!(block.accepted, 1);
+    }
+}

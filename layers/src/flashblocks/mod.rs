@@ -357,6 +357,11 @@ impl Acceptance {
                 return;
             }
             if let Some(old) = block.as_ref() {
+                // Published, never served: op-node moved on without asking for it.
+                if old.published > 0 && !old.sealed {
+                    metrics::preconfirmation(&self.name, "broken", "abandoned");
+                    tracing::warn!(target: "switchyard::flashblocks", builder = %self.name, payload_id = %old.op_geth_id, flashblocks = old.published, "published flashblocks broken: op-node never asked for their block");
+                }
                 self.past.push_back(old.builder_id);
                 if self.past.len() > PAST_BLOCKS {
                     self.past.pop_front();

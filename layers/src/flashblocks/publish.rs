@@ -270,3 +270,77 @@ async fn subscriber(stream: TcpStream, publisher: Arc<Publisher>) {
     }
     publisher.forget_closed();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u8) -> Arc<Frame> {
+        Frame::new(Bytes::from(format!("{{\"index\":{n}}}")))
+    }
+
+    fn json(frame: &Frame) -> &[u8] {
+        &frame.json
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_kicked_and_the_others_are_not() {
+        let publisher = Publisher::new(PublishConfig {
+            queue: 2,
+            max_subscribers: 8,
+        });
+        let (mut reader, _reader_kick) = publisher.subscribe().expect("room");
+        let (_stalled, mut stalled_kick) = publisher.subscribe().expect("room");
+        let block = PayloadId::new([1; 8]);
+        for n in 0..3 {
+            publisher.publish(block, frame(n), Instant::now());
+            // The reader keeps up.
+            let got = reader.try_recv().expect("a frame");
+            assert_eq!(json(&got), format!("{{\"index\":{n}}}").as_bytes());
+        }
+        assert_eq!(publisher.subscribers(), 1, "the stalled one is gone");
+        assert!(stalled_kick.try_recv().is_ok(), "and was told to hang up");
+    }
+
+    #[test]
+    fn a_late_subscriber_gets_the_block_so_far_and_a_new_block_starts_afresh() {
+        let publisher = Publisher::new(PublishConfig::default());
+        let first = PayloadId::new([1; 8]);
+        publisher.publish(first, frame(0), Instant::now());
+        publisher.publish(first, frame(1), Instant::now());
+        let (mut late, _kick) = publisher.subscribe().expect("room");
+        assert_eq!(json(&late.try_recv().expect("0")), b"{\"index\":0}");
+        assert_eq!(json(&late.try_recv().expect("1")), b"{\"index\":1}");
+        assert!(late.try_recv().is_err());
+
+        publisher.publish(PayloadId::new([2; 8]), frame(0), Instant::now());
+        let (mut later, _kick) = publisher.subscribe().expect("room");
+        assert_eq!(json(&later.try_recv().expect("0")), b"{\"index\":0}");
+        assert!(later.try_recv().is_err(), "only the new block's");
+    }
+
+    #[test]
+    fn subscribers_past_the_cap_are_refused() {
+        let publisher = Publisher::new(PublishConfig {
+            queue: 4,
+            max_subscribers: 1,
+        });
+        let _one = publisher.subscribe().expect("room");
+        assert!(publisher.subscribe().is_none());
+    }
+
+    #[test]
+    fn brotli_frames_are_compressed_once_and_read_back_the_same() {
+        let frame = frame(7);
+        let Message::Binary(first) = frame.message(true) else {
+            panic!("binary")
+        };
+        let Message::Binary(again) = frame.message(true) else {
+            panic!("binary")
+        };
+        assert_eq!(first.as_ptr(), again.as_ptr(), "compressed once");
+        let back = super::super::decompress(&first, 1024).expect("brotli");
+        assert_eq!(&back[..], b"{\"index\":7}");
+        assert!(matches!(frame.message(false), Message::Text(_)));
+    }
+}
