@@ -35,6 +35,12 @@
 //! one workload alone, longer (for profiling). `LOAD_CALLGRIND=<dir>` runs the proxies under
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
+//!
+//! Last come the flashblocks rows (`LOAD_ONLY=flashblocks` alone): a builder streaming ~100 KiB
+//! flashblocks five times a second, switchyard publishing them to 1, 100 and 1,000 loopback
+//! subscribers, against the same subscribers reading the builder's stream directly; a stalled
+//! subscriber beside 100 readers; and getPayload served from flashblocks against the builder's
+//! getPayload (see `load/flashblocks.rs`).
 
 #![allow(
     missing_docs,
@@ -63,6 +69,9 @@ use switchyard_sim::{
     SequencerConfig, SimConfig, secret_hex,
 };
 use tokio::time::Instant;
+
+#[path = "load/flashblocks.rs"]
+mod flashblocks;
 
 // === child processes ===
 
@@ -1038,6 +1047,11 @@ async fn orchestrate(quick: bool) {
         print(&rows);
         return;
     }
+    // LOAD_ONLY=flashblocks runs the flashblocks fan-out rows alone.
+    if only == "flashblocks" {
+        flashblocks::run(quick).await;
+        return;
+    }
     // LOAD_ONLY=eth runs the eth_* workload alone, long, for profiling a proxy.
     if only == "eth" {
         let setup = Setup::new((0, 0));
@@ -1110,6 +1124,7 @@ async fn orchestrate(quick: bool) {
         );
     }
     print(&rows);
+    flashblocks::run(quick).await;
 }
 
 async fn eth_calls_owned(target: Target, concurrency: usize, per_task: usize) -> Samples {

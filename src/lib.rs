@@ -93,6 +93,11 @@ pub async fn run(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    let flashblocks_addr = listeners
+        .flashblocks
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     // Installed before anything registers a metric: series registered earlier would be lost.
     let exporter = match listeners.metrics {
         Some(_) => Some(metrics::install().map_err(std::io::Error::other)?),
@@ -111,6 +116,7 @@ pub async fn run(
         %addr,
         admin = admin_addr.map(|a| a.to_string()),
         metrics = metrics_addr.map(|a| a.to_string()),
+        flashblocks = flashblocks_addr.map(|a| a.to_string()),
         l2 = %config.l2.url,
         builders = config.builders.len(),
         mode = %parts.mode.get(),
@@ -192,7 +198,6 @@ pub async fn run(
             flashblocks.spawn_stream(index, inbound);
         }
         if let Some(listener) = listeners.flashblocks {
-            tracing::info!(target: "switchyard", addr = %listener.local_addr()?, "publishing flashblocks");
             let publisher = flashblocks.publisher().clone();
             let mut stop = stop.clone();
             background.spawn(switchyard_layers::flashblocks::serve(
