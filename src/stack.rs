@@ -130,7 +130,8 @@ pub fn stack(
     )
     .with_deadline(policy.payload_deadline)
     .with_policy(policy.selection)
-    .with_max_payload_size(policy.max_payload_size);
+    .with_max_payload_size(policy.max_payload_size)
+    .with_external_state_root(policy.external_state_root);
     if let Some(sink) = config.decision_sink.clone() {
         select = select.on_decision(move |decision| sink(decision));
     }

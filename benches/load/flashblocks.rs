@@ -170,6 +170,16 @@ impl Drop for Daemon {
 }
 
 fn daemon(binary: &str, geth: &EngineSim, builder: &EngineSim, flashblocks: bool) -> Daemon {
+    daemon_with(binary, geth, builder, flashblocks, &[])
+}
+
+fn daemon_with(
+    binary: &str,
+    geth: &EngineSim,
+    builder: &EngineSim,
+    flashblocks: bool,
+    extra: &[&str],
+) -> Daemon {
     use std::io::BufRead;
     let mut args = vec![
         "--l2-url".to_owned(),
@@ -200,6 +210,7 @@ fn daemon(binary: &str, geth: &EngineSim, builder: &EngineSim, flashblocks: bool
             "4096".into(),
         ]);
     }
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let mut child = std::process::Command::new(binary)
         .args(&args)
         .env("RUST_LOG", "warn,switchyard=info,switchyard::payload=warn")
@@ -324,6 +335,10 @@ pub(crate) async fn run(quick: bool) {
         .await
         .unwrap();
     let mut from_builder = Vec::new();
+    // The first blocks find the new process cold.
+    for _ in 0..2 {
+        op_node.step().await.unwrap();
+    }
     for _ in 0..blocks * 2 {
         from_builder.push(op_node.step().await.unwrap().get_payload.as_secs_f64() * 1e3);
     }
@@ -332,6 +347,35 @@ pub(crate) async fn run(quick: bool) {
     println!(
         "getPayload p50: served from flashblocks {from_flashblocks:.2} ms, from the builder's getPayload {from_getpayload:.2} ms (ratio {:.2})",
         from_flashblocks / from_getpayload
+    );
+    drop(plain);
+
+    // --external-state-root: a builder leaving the state root zero, op-geth rebuilding its block,
+    // against the plain builder getPayload path above (same block size).
+    let network = Network::new();
+    let spec = super::chain_spec();
+    let geth = EngineSim::spawn(SimConfig::op_geth(spec.clone()).with_network(network.clone()))
+        .await
+        .unwrap();
+    let mut rootless = SimConfig::builder(spec.clone()).with_network(network);
+    rootless.filler = Some((250, 900));
+    rootless.zero_state_root = true;
+    let rootless = EngineSim::spawn(rootless).await.unwrap();
+    let external = daemon_with(binary, &geth, &rootless, false, &["--external-state-root"]);
+    let mut config = SequencerConfig::new(spec);
+    config.block_time = Duration::from_millis(200);
+    let mut op_node =
+        Sequencer::connect(&format!("http://{}", external.rpc), geth.secret(), config)
+            .await
+            .unwrap();
+    let mut rebuilt = Vec::new();
+    for _ in 0..blocks * 2 {
+        rebuilt.push(op_node.step().await.unwrap().get_payload.as_secs_f64() * 1e3);
+    }
+    let rebuilt = percentile(&mut rebuilt, 0.5);
+    println!(
+        "getPayload p50 with --external-state-root (op-geth rebuilds the builder's block) {rebuilt:.2} ms, against the plain builder path {from_getpayload:.2} ms (ratio {:.2})",
+        rebuilt / from_getpayload
     );
     if let Some(p99) = p99_by_fanout.get(&1_000) {
         println!("target: p99 to the last of 1,000 subscribers ≤ 5 ms: {p99:.2} ms");

@@ -135,6 +135,9 @@ pub(crate) struct Engine {
     // op-geth keeps a handful of payloads; with 1 MiB blocks this bounds memory too.
     payloads_kept: usize,
     pub(crate) flashblocks: Option<Arc<crate::flashblocks::FlashSource>>,
+    /// Builder blocks leave the state root zero (the hash covers the zero), as builders that
+    /// leave it to op-geth (`--external-state-root`) do.
+    pub(crate) zero_state_root: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -199,6 +202,7 @@ impl Engine {
             filler: None,
             payloads_kept: 16,
             flashblocks: None,
+            zero_state_root: false,
         }
     }
 
@@ -488,13 +492,18 @@ impl Engine {
             );
         }
         let pool = lock(&self.mempool);
-        parent
+        let mut block = parent
             .child(
                 &self.spec,
                 attrs,
                 extras.iter().chain(pool.order.iter().map(|(_, tx)| tx)),
             )
-            .seal()
+            .seal();
+        if self.zero_state_root {
+            block.header.state_root = B256::ZERO;
+            block.rehash();
+        }
+        block
     }
 
     fn forget_included(&self, head: &Block) {

@@ -101,6 +101,9 @@ pub struct SimConfig {
     pub filler: Option<(usize, usize)>,
     /// Stream every block built as flashblocks over WebSocket (a builder's), on a port of its own.
     pub flashblocks: Option<FlashblocksConfig>,
+    /// Build blocks with a zero state root (their hash over the zero), as a builder that leaves
+    /// the root to op-geth does.
+    pub zero_state_root: bool,
 }
 
 /// The simulator's TLS identity, in PEM.
@@ -172,6 +175,7 @@ impl SimConfig {
             tls: None,
             filler: None,
             flashblocks: None,
+            zero_state_root: false,
         }
     }
 
@@ -246,6 +250,7 @@ impl EngineSim {
         .with_filler(config.filler)
         .with_payloads_kept(config.payloads_kept);
         engine.flashblocks = config.flashblocks.map(flashblocks::FlashSource::new);
+        engine.zero_state_root = config.zero_state_root;
         let tls = config.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let shared = Arc::new(server::Shared {
             engine,

@@ -112,6 +112,9 @@ pub struct BuilderPolicy {
     /// No boost sync to a builder that is not synced (rollup-boost's
     /// `--ignore-unhealthy-builders`).
     pub ignore_unhealthy: bool,
+    /// op-geth rebuilds each builder block, computing its state root (rollup-boost's
+    /// `--external-state-root`).
+    pub external_state_root: bool,
 }
 
 impl Default for BuilderPolicy {
@@ -128,6 +131,7 @@ impl Default for BuilderPolicy {
             engine_queue: 64,
             transaction_queue: 4096,
             ignore_unhealthy: false,
+            external_state_root: false,
         }
     }
 }
@@ -413,6 +417,7 @@ impl Config {
                 engine_queue: args.boost_sync_queue,
                 transaction_queue: args.tx_mirror_queue,
                 ignore_unhealthy: args.peer.ignore_unhealthy_builders,
+                external_state_root: args.peer.external_state_root,
             },
             admin,
             metrics: args
@@ -520,6 +525,7 @@ impl Config {
             "boost_sync_queue": policy.engine_queue,
             "tx_mirror_queue": policy.transaction_queue,
             "ignore_unhealthy_builders": policy.ignore_unhealthy,
+            "external_state_root": policy.external_state_root,
             "max_unsafe_interval_ms": ms(self.max_unsafe_interval),
             "metrics_addr": self.metrics.map(|a| a.to_string()),
             "admin_addr": self.admin.as_ref().map(|a| a.addr.to_string()),

@@ -39,8 +39,8 @@ pub struct PeerArgs {
     /// Where traces go, with --tracing.
     #[arg(long, env = "OTLP_ENDPOINT", default_value = "http://localhost:4317")]
     pub otlp_endpoint: String,
-    /// Have op-geth compute the state root of builder blocks (rollup-boost's
-    /// --external-state-root; not yet in switchyard: turning it on stops start-up).
+    /// Have op-geth compute the state root of builder blocks: op-geth rebuilds each builder block
+    /// from its transactions, and that block is returned (for builders that leave the root zero).
     #[arg(long, env = "EXTERNAL_STATE_ROOT", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub external_state_root: bool,
     /// Take flashblocks from each builder's WebSocket, publish them to subscribers and serve
@@ -126,11 +126,6 @@ impl PeerArgs {
     pub(super) fn refuse_what_is_missing(&self) -> Result<(), ConfigError> {
         let missing = [
             (self.tracing, "--tracing", "OpenTelemetry export"),
-            (
-                self.external_state_root,
-                "--external-state-root",
-                "state roots computed by op-geth for builder blocks",
-            ),
             (
                 self.flashblocks_p2p,
                 "--flashblocks-p2p",

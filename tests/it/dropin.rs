@@ -153,7 +153,6 @@ fn rollup_boost_features_not_in_switchyard_stop_start_up_naming_the_flag() {
     let dir = scratch_dir("refuse");
     for (flag, env) in [
         ("--tracing", "TRACING"),
-        ("--external-state-root", "EXTERNAL_STATE_ROOT"),
         ("--flashblocks-p2p", "FLASHBLOCKS_P2P"),
     ] {
         let token = "688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a";

@@ -731,3 +731,39 @@ async fn an_oversized_text_frame_ends_the_connection_which_is_dialled_again() {
         .expect("block");
     assert_eq!(net.last().builders[0].flashblocks, Some(PER_BLOCK));
 }
+
+#[tokio::test]
+async fn health_is_degraded_while_a_builders_stream_is_down() {
+    // A fresh chain (op-geth's head must be recent for 200) whose builder streams; then the same
+    // with the stream's address pointing nowhere.
+    let healthy = |spec: switchyard_sim::ChainSpec, dead: bool| async move {
+        let sim = SimConfig::builder(spec.clone())
+            .named("builder")
+            .with_flashblocks(FlashblocksConfig::default());
+        let net = Net::start_custom(
+            spec,
+            vec![(sim, switchyard_layers::tls::TlsOptions::default())],
+            |config| {
+                config.builder_policy.health_interval = Duration::from_millis(50);
+                if dead && let Some(flashblocks) = config.flashblocks.as_mut() {
+                    // A port that was free a moment ago: nothing listens there.
+                    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .expect("a port");
+                    flashblocks.builder_urls = vec![format!("ws://{closed}").parse().expect("url")];
+                }
+            },
+        )
+        .await;
+        let want = if dead {
+            http::StatusCode::PARTIAL_CONTENT
+        } else {
+            http::StatusCode::OK
+        };
+        let detail = crate::harness::healthz_becomes(net.proxy.addr, want).await;
+        detail["detail"]["builders"][0]["flashblocks_stream_down"].clone()
+    };
+    let spec = crate::harness::fresh_spec(Fork::Isthmus);
+    assert_eq!(healthy(spec.clone(), false).await, Value::Bool(false));
+    assert_eq!(healthy(spec, true).await, Value::Bool(true));
+}

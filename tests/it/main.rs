@@ -11,6 +11,7 @@ mod builders;
 mod devnet;
 mod docs;
 mod dropin;
+mod external_root;
 mod faults;
 mod flashblocks;
 mod health;

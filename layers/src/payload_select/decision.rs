@@ -60,6 +60,8 @@ pub struct BuilderOutcome {
     /// How many of its flashblocks made the payload it offered, if it offered the block its
     /// flashblocks assembled (rather than its getPayload answer).
     pub flashblocks: Option<usize>,
+    /// Its block as op-geth rebuilt it from its transactions (`with_external_state_root`).
+    pub external_root: bool,
 }
 
 /// One getPayload decision. See the [module docs](super).

@@ -40,6 +40,8 @@ pub(super) struct Ctx {
     pub(super) metrics: Arc<super::metrics::Handles>,
     /// Closes the builders' streamed blocks for a payload id and hands over what they hold.
     pub(super) streamed: Option<SealStreamed>,
+    /// op-geth rebuilds each builder block from its transactions (state root computed there).
+    pub(super) external_state_root: bool,
 }
 
 /// What builders streamed for one block, at getPayload (see [`Streamed`]).
@@ -89,6 +91,7 @@ impl PayloadSelectLayer {
                 )),
                 builders: builders.into(),
                 streamed: None,
+                external_state_root: false,
             }),
         }
     }
@@ -149,6 +152,19 @@ impl PayloadSelectLayer {
             }
         }));
         self.on_decision(crate::flashblocks::record_preconfirmations)
+    }
+
+    /// Has op-geth compute each builder block's state root (rollup-boost's
+    /// `--external-state-root`, for builders that leave it zero to save time): a builder payload
+    /// that passed its checks is not sent to op-geth's `engine_newPayload`; instead op-geth
+    /// builds that very block itself (a forkchoice update with op-node's attributes, the builder's
+    /// transactions in the builder's order and `noTxPool`, on the same head: op-node's own job
+    /// and op-geth's head are not touched), and that block, once it passes every attribute check
+    /// and holds exactly the builder's transactions, is the builder's candidate, marked
+    /// `external_root`. Any failure costs that candidate only (reasons `external_root_*`).
+    pub fn with_external_state_root(mut self, on: bool) -> Self {
+        self.ctx_mut().external_state_root = on;
+        self
     }
 
     /// Tells `sink` of every decision.

@@ -184,6 +184,7 @@ mod tests {
     fn outcome(builder: &str, lost: Option<&'static str>) -> BuilderOutcome {
         BuilderOutcome {
             flashblocks: None,
+            external_root: false,
             builder: Arc::from(builder),
             lost,
             stages: Stages {

@@ -115,6 +115,8 @@ struct Candidate {
     kept: bool,
     /// Assembled from this many flashblocks (`None`: the builder's getPayload answer).
     flashblocks: Option<usize>,
+    /// op-geth's rebuild of the builder's block (external state root).
+    external_root: bool,
 }
 
 /// The end of one builder's path.
@@ -313,6 +315,7 @@ fn decide<E>(
         let chain = chain.unwrap_or_else(|| Chain::lost(Stages::default(), "deadline"));
         let mut lost = None;
         let flashblocks = chain.result.as_ref().ok().and_then(|c| c.flashblocks);
+        let external_root = chain.result.as_ref().is_ok_and(|c| c.external_root);
         streamed_lost.push(chain.streamed_lost);
         match chain.result {
             Ok(candidate) if builder_job.builder.breaker().is_open() => {
@@ -329,6 +332,7 @@ fn decide<E>(
             gas_used: chain.gas_used,
             block_value: chain.block_value,
             flashblocks,
+            external_root,
         });
     }
 
@@ -651,6 +655,7 @@ where
     let small = answer.len() <= INLINE_CHECK_BYTES;
     let own_checks = ctx.payload_checks.clone();
     let checked_builder = builder.name().clone();
+    let rebuilt_answer_id = answer_id.clone();
     let prepare = move || {
         let envelope = check(&answer, version, &checking_job, max_size)?;
         if !own_checks
@@ -692,6 +697,44 @@ where
     };
     let block_number = envelope.payload().block_number;
 
+    if ctx.external_state_root {
+        let step = Instant::now();
+        let rebuilt = rebuild(validator, &job, envelope, version, &rebuilt_answer_id).await;
+        drop(permit);
+        stages.new_payload = Some(step.elapsed());
+        return match rebuilt {
+            Ok((rebuilt, written)) => {
+                builder.breaker().record_valid();
+                let payload = rebuilt.payload();
+                let summary = Summary {
+                    gas_used: payload.gas_used,
+                    block_value: rebuilt.block_value(),
+                    ..summary
+                };
+                Chain {
+                    stages,
+                    gas_used: Some(summary.gas_used),
+                    block_value: Some(summary.block_value),
+                    result: Ok(Candidate {
+                        block_number: payload.block_number,
+                        written,
+                        summary,
+                        kept,
+                        flashblocks: None,
+                        external_root: true,
+                    }),
+                    streamed_lost,
+                }
+            }
+            Err(reason) => {
+                if reason == "block_hash" {
+                    invalid(&builder, reason);
+                }
+                lost(stages, reason)
+            }
+        };
+    }
+
     // op-geth validates while we recompute the hash: both must pass, neither waits for the other.
     // The decoded payload goes with the hash, and is freed when it is done.
     let step = Instant::now();
@@ -727,6 +770,7 @@ where
                 summary,
                 kept,
                 flashblocks: None,
+                external_root: false,
             })
         }
         Err(reason) => {
@@ -743,6 +787,87 @@ where
         block_value,
         streamed_lost,
     }
+}
+
+/// The builder's block as op-geth builds it from the builder's transactions (see
+/// [`PayloadSelectLayer::with_external_state_root`](super::PayloadSelectLayer::with_external_state_root)):
+/// the builder's advertised hash checked first (what it sent must be what it says), then a
+/// forkchoice update on op-node's head with op-node's attributes, the builder's transactions and
+/// `noTxPool`, then getPayload of that job; the block must hold exactly the builder's
+/// transactions and pass every attribute check.
+async fn rebuild<S>(
+    op_geth: S,
+    job: &PayloadJob,
+    builder_block: Envelope,
+    version: u8,
+    answer_id: &Bytes,
+) -> Result<(Envelope, Written), &'static str>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let transactions = builder_block.payload().transactions.clone();
+    let hashed = if builder_block.transactions_size() <= INLINE_CHECK_BYTES {
+        check_block_hash(builder_block)
+    } else {
+        tokio::task::spawn_blocking(move || check_block_hash(builder_block))
+            .await
+            .map_err(|_| "check_failed")?
+    };
+    hashed.map_err(|failure| failure.label())?;
+    let mut attributes = job.attributes.clone().ok_or("not_asked")?;
+    attributes.transactions = Some(transactions.clone());
+    attributes.no_tx_pool = Some(true);
+    let state = alloy_rpc_types_engine::ForkchoiceState {
+        head_block_hash: job.parent,
+        safe_block_hash: alloy_primitives::B256::ZERO,
+        finalized_block_hash: alloy_primitives::B256::ZERO,
+    };
+    let params = serde_json::to_vec(&(state, attributes)).map_err(|_| "external_root_error")?;
+    let method = EngineMethod::ForkchoiceUpdated(job.fcu_version).name();
+    let answer = own_call(op_geth.clone(), &method, &params).await?;
+    let id = RpcResponse::from_slice(&answer)
+        .ok()
+        .and_then(|answer| answer.result)
+        .and_then(|result| {
+            serde_json::from_slice::<alloy_rpc_types_engine::ForkchoiceUpdated>(result).ok()
+        })
+        .filter(|updated| updated.is_valid())
+        .and_then(|updated| updated.payload_id)
+        .ok_or("external_root_fcu")?;
+    let params = serde_json::to_vec(&[id]).map_err(|_| "external_root_error")?;
+    let answer = own_call(op_geth, &EngineMethod::GetPayload(version).name(), &params).await?;
+    let rebuilt = Envelope::parse_answer(version, &answer).map_err(|_| "external_root_payload")?;
+    if rebuilt.payload().transactions != transactions {
+        return Err("external_root_transactions");
+    }
+    check_attributes(&rebuilt, job).map_err(|failure| failure.label())?;
+    let written = rebuilt.write_answer(answer_id);
+    Ok((rebuilt, written))
+}
+
+/// One call of switchyard's own to op-geth, through the layers below: the whole answer, if
+/// op-geth gave one.
+async fn own_call<S>(op_geth: S, method: &str, params: &[u8]) -> Result<Bytes, &'static str>
+where
+    S: Service<Request<RpcBody>, Response = Response<RpcBody>>,
+{
+    let call = RpcCall::new(method, b"\"switchyard\"", params);
+    let mut request = Request::new(RpcBody::new(call.bytes().clone()));
+    *request.method_mut() = http::Method::POST;
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    request.extensions_mut().insert(call);
+    let response = op_geth
+        .oneshot(request)
+        .await
+        .map_err(|_| "external_root_error")?;
+    if forward::forward_error(&response).is_some() || response.status() != StatusCode::OK {
+        return Err("external_root_error");
+    }
+    Ok(body::into_bytes(response).1)
 }
 
 /// A builder's streamed block as a candidate: checked against the job as each flashblock was
@@ -799,6 +924,7 @@ where
         written,
         kept,
         flashblocks: Some(flashblocks),
+        external_root: false,
     })
 }
 
