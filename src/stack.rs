@@ -79,7 +79,10 @@ impl Parts {
                 jobs.clone(),
                 mode.clone(),
                 publisher,
-                AcceptConfig::default(),
+                AcceptConfig {
+                    max_block_bytes: policy.max_payload_size,
+                    ..AcceptConfig::default()
+                },
             )
         });
         Ok(Self {

@@ -32,6 +32,8 @@ pub enum Refusal {
     Sealed,
     /// More flashblocks in one block than allowed.
     TooMany,
+    /// More transaction bytes in one block than allowed.
+    TooLarge,
     /// The prefix failed a payload check (attributes, forced transactions, block hash, ...).
     Check(&'static str),
 }
@@ -46,6 +48,7 @@ impl Refusal {
             Self::IndexGap => "index_gap",
             Self::Sealed => "sealed",
             Self::TooMany => "too_many",
+            Self::TooLarge => "block_too_large",
             Self::Check(label) => label,
         }
     }

@@ -71,6 +71,8 @@ pub struct AcceptConfig {
     pub pending: usize,
     /// Parsed flashblocks queued between a stream and its acceptance; more are a flood.
     pub queue: usize,
+    /// Transaction bytes in one block (a block over it could never be returned either).
+    pub max_block_bytes: usize,
 }
 
 impl Default for AcceptConfig {
@@ -79,6 +81,7 @@ impl Default for AcceptConfig {
             max_per_block: 256,
             pending: 64,
             queue: 256,
+            max_block_bytes: crate::rpc_method::DEFAULT_BODY_LIMIT,
         }
     }
 }
@@ -429,10 +432,17 @@ impl Acceptance {
                     (
                         block.parts(),
                         block.job.clone(),
-                        block.size_with(&flashblock) <= INLINE_CHECK_BYTES,
+                        block.size_with(&flashblock),
                     )
                 })
         };
+        let prepared = prepared.and_then(|(parts, job, size)| {
+            if size > self.shared.config.max_block_bytes {
+                Err(Refusal::TooLarge)
+            } else {
+                Ok((parts, job, size <= INLINE_CHECK_BYTES))
+            }
+        });
         let (parts, job, small) = match prepared {
             Ok(prepared) => prepared,
             Err(refusal) => return self.refuse(refusal, &flashblock),
