@@ -31,6 +31,7 @@ fn key(frame: &[u8]) -> Key {
 async fn subscribe(
     url: String,
     stall: bool,
+    ready: tokio::sync::mpsc::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) -> Vec<(Key, Instant)> {
     let addr = url
@@ -41,6 +42,7 @@ async fn subscribe(
     let _ = stream.set_nodelay(true);
     let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
     let (_sink, mut frames) = ws.split();
+    let _ = ready.send(()).await;
     let mut seen = Vec::new();
     if stall {
         // Connected, never reads: its socket and then its queue fill.
@@ -81,17 +83,27 @@ async fn round(
     blocks: usize,
 ) -> Round {
     let (stop, stopped) = watch::channel(false);
-    let probe = tokio::spawn(subscribe(probe_url.to_owned(), false, stopped.clone()));
+    let (ready, mut connected) = tokio::sync::mpsc::channel(n + stalled + 1);
+    let probe = tokio::spawn(subscribe(
+        probe_url.to_owned(),
+        false,
+        ready.clone(),
+        stopped.clone(),
+    ));
     let mut subscribers = Vec::with_capacity(n);
     for i in 0..n + stalled {
         subscribers.push(tokio::spawn(subscribe(
             url.to_owned(),
             i >= n,
+            ready.clone(),
             stopped.clone(),
         )));
     }
-    // Every subscriber connected (the handshakes finish well within a block).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every subscriber connected before the first block: one that connected mid-block would be
+    // caught up on the block so far, which is not the latency measured here.
+    for _ in 0..=n + stalled {
+        connected.recv().await.unwrap();
+    }
     let mut get_payload_ms = Vec::new();
     for _ in 0..blocks {
         let report = op_node.step().await.unwrap();
@@ -349,6 +361,35 @@ pub(crate) async fn run(quick: bool) {
         from_flashblocks / from_getpayload
     );
     drop(plain);
+
+    // The widest fan-out again, switchyard with two worker threads (the default is one).
+    if let Some(&widest) = fanouts.last() {
+        let two = daemon_with(binary, &geth, &builder, true, &["--worker-threads", "2"]);
+        let outbound = format!("ws://{}/", two.flashblocks.clone().unwrap());
+        let mut config = SequencerConfig::new(super::chain_spec());
+        config.block_time = Duration::from_millis(950);
+        let mut op_node = Sequencer::connect(&format!("http://{}", two.rpc), geth.secret(), config)
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            op_node.step().await.unwrap();
+        }
+        let (mut ours_all, mut ratios) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let mut floor = round(&mut op_node, &direct, &direct, widest, 0, blocks).await;
+            let mut ours = round(&mut op_node, &direct, &outbound, widest, 0, blocks).await;
+            ratios.push(
+                percentile(&mut ours.latencies, 0.99) / percentile(&mut floor.latencies, 0.99),
+            );
+            ours_all.extend(ours.latencies);
+        }
+        let (ratio, low, high) = median(ratios);
+        println!(
+            "{widest} subscribers, switchyard with 2 worker threads: p50 {:.2} ms, p99 {:.2} ms, p99 ÷ floor {ratio:.2} ({low:.2}–{high:.2})",
+            percentile(&mut ours_all, 0.5),
+            percentile(&mut ours_all, 0.99),
+        );
+    }
 
     // --external-state-root: a builder leaving the state root zero, op-geth rebuilding its block,
     // against the plain builder getPayload path above (same block size).
