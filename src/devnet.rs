@@ -104,23 +104,6 @@ pub struct Summary {
     pub flashblocks_published: u64,
 }
 
-/// The flashblock faults the devnet draws from with --flashblocks (each spoils one block's
-/// stream).
-const FLASH_FAULTS: [FlashFault; 12] = [
-    FlashFault::IndexGap,
-    FlashFault::Duplicate,
-    FlashFault::WrongPayloadId,
-    FlashFault::BaseMismatch,
-    FlashFault::BadHash,
-    FlashFault::ForcedMissing,
-    FlashFault::Stall,
-    FlashFault::Disconnect,
-    FlashFault::Oversized(64 * 1024),
-    FlashFault::NotInFinal,
-    FlashFault::Restart,
-    FlashFault::Broken,
-];
-
 /// The faults the devnet draws from (each armed for one call of one builder).
 fn fault_catalogue() -> Vec<FaultRule> {
     let mut faults: Vec<FaultRule> = Tamper::ALL
@@ -319,7 +302,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
         if !builders.is_empty() && rng.f64() < args.fault_rate {
             let builder = rng.usize(..builders.len());
             if args.flashblocks && rng.bool() {
-                let fault = FLASH_FAULTS[rng.usize(..FLASH_FAULTS.len())];
+                let fault = FlashFault::ALL[rng.usize(..FlashFault::ALL.len())];
                 injected = Some((
                     builders[builder].log_name(),
                     format!("flashblocks {fault:?}"),

@@ -81,6 +81,25 @@ pub enum FlashFault {
     Broken,
 }
 
+impl FlashFault {
+    /// Every kind (with a 64 KiB oversized frame), for drawing one at random.
+    pub const ALL: [FlashFault; 13] = [
+        FlashFault::IndexGap,
+        FlashFault::Duplicate,
+        FlashFault::WrongPayloadId,
+        FlashFault::BaseMismatch,
+        FlashFault::BadHash,
+        FlashFault::ForcedMissing,
+        FlashFault::Stall,
+        FlashFault::Disconnect,
+        FlashFault::Oversized(64 * 1024),
+        FlashFault::NotInFinal,
+        FlashFault::Restart,
+        FlashFault::BadStateRoot,
+        FlashFault::Broken,
+    ];
+}
+
 /// The stream's shared state.
 #[derive(Debug)]
 pub(crate) struct FlashSource {

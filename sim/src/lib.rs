@@ -39,6 +39,11 @@
 //! - **p2p:** simulators sharing a [`Network`] learn each other's validated blocks; one that fell
 //!   behind answers `SYNCING` and catches up from the network for its next call.
 //! - **Sync status:** `eth_syncing` is always `false`.
+//! - **Flashblocks** ([`flashblocks`]): a builder streams each block it builds as flashblocks over
+//!   WebSocket (text or brotli frames, the `OpFlashblockPayload` JSON of op-rbuilder), every
+//!   prefix sealed with real roots and hash, the last one the block its getPayload returns;
+//!   [`FlashFault`] spoils one block's stream. Timing is a fixed interval from the forkchoice
+//!   update, not a build loop.
 
 #![forbid(unsafe_code)]
 

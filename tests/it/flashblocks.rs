@@ -48,6 +48,14 @@ async fn flash_net_with(
     net
 }
 
+/// Connections `builder`'s stream has accepted so far.
+fn connections_so_far(builder: &switchyard_sim::EngineSim) -> usize {
+    builder
+        .flashblocks_connections()
+        .map(|c| *c.borrow())
+        .unwrap_or(0)
+}
+
 /// Waits until switchyard has connected to `builder`'s stream more than `before` times.
 async fn connected_after(builder: &switchyard_sim::EngineSim, before: usize) {
     let mut connections = builder.flashblocks_connections().expect("a stream");
@@ -122,7 +130,7 @@ impl Subscriber {
 }
 
 /// The transactions of `frames`, in order.
-fn transactions(frames: &[Value]) -> Vec<String> {
+pub fn transactions(frames: &[Value]) -> Vec<String> {
     frames
         .iter()
         .flat_map(|f| {
@@ -135,7 +143,7 @@ fn transactions(frames: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn block_transactions(block: &switchyard_sim::Block) -> Vec<String> {
+pub fn block_transactions(block: &switchyard_sim::Block) -> Vec<String> {
     block
         .transactions
         .iter()
@@ -345,10 +353,7 @@ async fn a_builder_restarted_mid_stream_or_a_stream_cut_mid_block_never_stalls_t
         FlashFault::Disconnect,
         FlashFault::Stall,
     ] {
-        let connections = net.builders[0]
-            .flashblocks_connections()
-            .map(|c| *c.borrow())
-            .unwrap_or(0);
+        let connections = connections_so_far(&net.builders[0]);
         net.builders[0].flashblocks_fault(fault);
         let report = net
             .seq
@@ -602,10 +607,7 @@ async fn a_subscriber_that_stops_reading_is_cut_off_and_costs_the_others_nothing
 async fn switchyard_restarted_mid_block_never_stalls_op_node() {
     let mut net = flash_net(&["builder"], |_| {}).await;
     let mut subscriber = Subscriber::connect(net.proxy.flashblocks.expect("listener"), false).await;
-    let connections = net.builders[0]
-        .flashblocks_connections()
-        .map(|c| *c.borrow())
-        .unwrap_or(0);
+    let connections = connections_so_far(&net.builders[0]);
     let config = net.config.clone();
     let proxy = &mut net.proxy;
     let report = net
@@ -708,10 +710,7 @@ async fn an_oversized_text_frame_ends_the_connection_which_is_dialled_again() {
     })
     .await;
     let mut subscriber = Subscriber::connect(net.proxy.flashblocks.expect("listener"), false).await;
-    let connections = net.builders[0]
-        .flashblocks_connections()
-        .map(|c| *c.borrow())
-        .unwrap_or(0);
+    let connections = connections_so_far(&net.builders[0]);
     net.builders[0].flashblocks_fault(FlashFault::Oversized(300 * 1024));
     let builder = &net.builders[0];
     let report = net

@@ -43,6 +43,16 @@ pub struct Switchyard {
     task: Option<JoinHandle<()>>,
 }
 
+/// A listener on `127.0.0.1:0` and its address, if `wanted`.
+async fn loopback_if(wanted: bool) -> (Option<TcpListener>, Option<SocketAddr>) {
+    if !wanted {
+        return (None, None);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (Some(listener), Some(addr))
+}
+
 impl Switchyard {
     pub async fn start(config: Config) -> Self {
         Self::start_at(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
@@ -52,35 +62,9 @@ impl Switchyard {
     pub async fn start_at(config: Config, addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let admin_listener = match config.admin {
-            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind admin")),
-            None => None,
-        };
-        let admin = admin_listener
-            .as_ref()
-            .map(|l| l.local_addr().expect("admin addr"));
-        let metrics_listener = match config.metrics {
-            Some(_) => Some(
-                TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind metrics"),
-            ),
-            None => None,
-        };
-        let metrics = metrics_listener
-            .as_ref()
-            .map(|l| l.local_addr().expect("metrics addr"));
-        let flashblocks_listener = match config.flashblocks {
-            Some(_) => Some(
-                TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind flashblocks"),
-            ),
-            None => None,
-        };
-        let flashblocks = flashblocks_listener
-            .as_ref()
-            .map(|l| l.local_addr().expect("flashblocks addr"));
+        let (admin_listener, admin) = loopback_if(config.admin.is_some()).await;
+        let (metrics_listener, metrics) = loopback_if(config.metrics.is_some()).await;
+        let (flashblocks_listener, flashblocks) = loopback_if(config.flashblocks.is_some()).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = switchyard::Listeners {

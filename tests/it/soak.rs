@@ -78,22 +78,6 @@ fn catalogue() -> Vec<FaultRule> {
     faults
 }
 
-/// Each block's stream spoiled one way (see `FlashFault`).
-const FLASH_FAULTS: [FlashFault; 12] = [
-    FlashFault::IndexGap,
-    FlashFault::Duplicate,
-    FlashFault::WrongPayloadId,
-    FlashFault::BaseMismatch,
-    FlashFault::BadHash,
-    FlashFault::ForcedMissing,
-    FlashFault::Stall,
-    FlashFault::Disconnect,
-    FlashFault::Oversized(64 * 1024),
-    FlashFault::NotInFinal,
-    FlashFault::Restart,
-    FlashFault::Broken,
-];
-
 /// What switchyard published, by block number.
 struct Published {
     frames: Arc<std::sync::Mutex<std::collections::HashMap<u64, Vec<Value>>>>,
@@ -221,7 +205,7 @@ async fn chaos_soak_two_builders_random_faults() {
         if rng.f64() < 0.3 {
             let builder = rng.usize(..2);
             if rng.u8(..4) == 0 {
-                let fault = FLASH_FAULTS[rng.usize(..FLASH_FAULTS.len())];
+                let fault = FlashFault::ALL[rng.usize(..FlashFault::ALL.len())];
                 armed = Some(format!(
                     "flashblocks {fault:?} on {}",
                     net.builders[builder].log_name()
@@ -289,22 +273,8 @@ async fn chaos_soak_two_builders_random_faults() {
             let frames = published
                 .frames_of(report.number, promises.flashblocks)
                 .await;
-            let promised: Vec<String> = frames
-                .iter()
-                .flat_map(|f| {
-                    f["diff"]["transactions"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .map(|tx| tx.as_str().unwrap_or_default().to_owned())
-                .collect();
-            let canonical: Vec<String> = net
-                .geth_block(report.number)
-                .transactions
-                .iter()
-                .map(alloy_primitives::hex::encode_prefixed)
-                .collect();
+            let promised = crate::flashblocks::transactions(&frames);
+            let canonical = crate::flashblocks::block_transactions(&net.geth_block(report.number));
             match promises.broken {
                 None => {
                     kept += 1;
