@@ -129,6 +129,15 @@ impl Subscriber {
     }
 }
 
+/// One block whose flashblocks all reach `subscriber` before its getPayload, and are served.
+async fn served_from_all_flashblocks(net: &mut Net, subscriber: &mut Subscriber) {
+    net.seq
+        .step_after(subscriber.wait(PER_BLOCK))
+        .await
+        .expect("block");
+    assert_eq!(net.last().builders[0].flashblocks, Some(PER_BLOCK));
+}
+
 /// The transactions of `frames`, in order.
 pub fn transactions(frames: &[Value]) -> Vec<String> {
     frames
@@ -627,11 +636,7 @@ async fn switchyard_restarted_mid_block_never_stalls_op_node() {
     connected_after(&net.builders[0], connections).await;
     let mut subscriber = Subscriber::connect(net.proxy.flashblocks.expect("listener"), false).await;
     for _ in 0..2 {
-        net.seq
-            .step_after(subscriber.wait(PER_BLOCK))
-            .await
-            .expect("block");
-        assert_eq!(net.last().builders[0].flashblocks, Some(PER_BLOCK));
+        served_from_all_flashblocks(&mut net, &mut subscriber).await;
     }
 }
 
@@ -724,11 +729,7 @@ async fn an_oversized_text_frame_ends_the_connection_which_is_dialled_again() {
     assert!(net.built_by(report.number, "builder"));
     // Flashblocks of that block may or may not reach the new connection: either is fine.
     subscriber.drain();
-    net.seq
-        .step_after(subscriber.wait(PER_BLOCK))
-        .await
-        .expect("block");
-    assert_eq!(net.last().builders[0].flashblocks, Some(PER_BLOCK));
+    served_from_all_flashblocks(&mut net, &mut subscriber).await;
 }
 
 #[tokio::test]

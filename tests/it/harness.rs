@@ -108,18 +108,16 @@ impl Switchyard {
     /// Stops (draining) and starts again on the same port with `config`, state lost, as a
     /// restarted process would.
     pub async fn restart(&mut self, config: Config) {
-        self.begin_shutdown();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("drained in time")
-                .expect("join");
-        }
+        self.drain().await;
         *self = Self::start_at(config, self.addr).await;
     }
 
     /// Shuts down and waits for the drain to finish.
     pub async fn stop(mut self) {
+        self.drain().await;
+    }
+
+    async fn drain(&mut self) {
         self.begin_shutdown();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(30), task)
