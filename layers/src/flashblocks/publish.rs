@@ -82,7 +82,10 @@ struct State {
     subscribers: Vec<Subscriber>,
 }
 
-/// The fan-out to subscribers. See the [module docs](self).
+/// The fan-out to subscribers. Each has its own bounded queue and its own task writing to its
+/// socket; publishing only puts one shared frame in each queue and never waits on a socket, so
+/// a subscriber whose queue is full is disconnected (`slow`) and delays no one. A subscriber that
+/// connects mid-block first gets the block's frames so far. See the [module docs](super).
 pub struct Publisher {
     state: Mutex<State>,
     config: PublishConfig,
