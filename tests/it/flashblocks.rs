@@ -767,3 +767,34 @@ async fn health_is_degraded_while_a_builders_stream_is_down() {
     assert_eq!(healthy(spec.clone(), false).await, Value::Bool(false));
     assert_eq!(healthy(spec, true).await, Value::Bool(true));
 }
+
+#[tokio::test]
+async fn a_forkchoice_update_without_attributes_mid_block_keeps_the_flashblocks() {
+    use serde_json::json;
+    let mut net = flash_net(&["builder"], |_| {}).await;
+    let mut subscriber = Subscriber::connect(net.proxy.flashblocks.expect("listener"), false).await;
+    served_from_all_flashblocks(&mut net, &mut subscriber).await;
+    // op-node's derivation moves the safe head while it sequences: a forkchoice update without
+    // attributes between a block's flashblocks (rollup-boost #495 reset its buffer on this).
+    let head = net.seq.head();
+    let client = net.seq.client().clone();
+    net.seq
+        .step_after(async {
+            subscriber.wait(2).await;
+            let state = json!({
+                "headBlockHash": head,
+                "safeBlockHash": head,
+                "finalizedBlockHash": alloy_primitives::B256::ZERO,
+            });
+            let _: Value = client
+                .call("engine_forkchoiceUpdatedV3", json!([state, null]))
+                .await
+                .expect("fcu without attributes");
+            subscriber.wait(PER_BLOCK - 2).await;
+        })
+        .await
+        .expect("block");
+    let decision = net.last();
+    assert_eq!(decision.builders[0].flashblocks, Some(PER_BLOCK));
+    assert_eq!(decision.preconfirmations.map(|p| p.broken), Some(None));
+}
