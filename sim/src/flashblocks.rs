@@ -112,6 +112,8 @@ pub(crate) struct FlashSource {
     generation: watch::Sender<u64>,
     sent: watch::Sender<u64>,
     connected: watch::Sender<usize>,
+    /// While set, connections stay open but say nothing: no frame, no pong.
+    muted: watch::Sender<bool>,
 }
 
 impl FlashSource {
@@ -124,6 +126,7 @@ impl FlashSource {
             generation: watch::channel(0).0,
             sent: watch::channel(0).0,
             connected: watch::channel(0).0,
+            muted: watch::channel(false).0,
         })
     }
 
@@ -143,6 +146,12 @@ impl FlashSource {
     /// Connections accepted so far.
     pub(crate) fn connected(&self) -> watch::Receiver<usize> {
         self.connected.subscribe()
+    }
+
+    /// Keeps every connection open but silent (`true`): a hung builder process, or a network
+    /// path that dropped the connection without a reset.
+    pub(crate) fn mute(&self, muted: bool) {
+        self.muted.send_replace(muted);
     }
 
     /// Closes every subscriber connection.
@@ -363,18 +372,25 @@ where
     let mut kick = source.kick.subscribe();
     source.connected.send_modify(|n| *n += 1);
     let (mut sink, mut incoming) = ws.split();
+    let mut muted = source.muted.subscribe();
     loop {
+        // Muted: nothing is read (so no ping is answered) and nothing is sent.
+        let silent = *muted.borrow_and_update();
         tokio::select! {
             _ = stop.changed() => return,
             _ = kick.changed() => return,
-            message = incoming.next() => match message {
+            _ = muted.changed() => {}
+            message = incoming.next(), if !silent => match message {
                 Some(Ok(Message::Ping(data))) => {
-                    if sink.send(Message::Pong(data)).await.is_err() { return }
+                    if sink.send(Message::Pong(data)).await.is_err() {
+                        return;
+                    }
                 }
                 Some(Ok(_)) => {}
                 _ => return,
             },
             frame = frames.recv() => match frame {
+                Ok(_) if silent => {}
                 Ok(message) => if sink.send(message).await.is_err() { return },
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -358,6 +358,14 @@ impl EngineSim {
             .map(|s| s.connected())
     }
 
+    /// Keeps every connection to the flashblocks stream open but silent (no frame, no pong)
+    /// while `muted`.
+    pub fn flashblocks_mute(&self, muted: bool) {
+        if let Some(source) = &self.shared.engine.flashblocks {
+            source.mute(muted);
+        }
+    }
+
     /// Closes every connection to the flashblocks stream (it stays open to new ones).
     pub fn flashblocks_disconnect(&self) {
         if let Some(source) = &self.shared.engine.flashblocks {

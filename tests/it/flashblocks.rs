@@ -798,3 +798,55 @@ async fn a_forkchoice_update_without_attributes_mid_block_keeps_the_flashblocks(
     assert_eq!(decision.builders[0].flashblocks, Some(PER_BLOCK));
     assert_eq!(decision.preconfirmations.map(|p| p.broken), Some(None));
 }
+
+#[tokio::test]
+async fn a_stream_gone_silent_is_dialled_again_after_the_pong_timeout() {
+    let name = "flash-silent";
+    let mut net = flash_net_with(
+        &[name],
+        |_| {},
+        |config| {
+            config.metrics = Some("127.0.0.1:0".parse().expect("addr"));
+            if let Some(flashblocks) = config.flashblocks.as_mut() {
+                flashblocks.ping_interval = Duration::from_millis(20);
+                flashblocks.pong_timeout = Duration::from_millis(100);
+            }
+        },
+    )
+    .await;
+    let url = format!("http://{}/metrics", net.proxy.metrics.expect("metrics"));
+    let mut subscriber = Subscriber::connect(net.proxy.flashblocks.expect("listener"), false).await;
+    served_from_all_flashblocks(&mut net, &mut subscriber).await;
+    // The connection stays open but says nothing, pongs included: only the pings tell.
+    let connections = connections_so_far(&net.builders[0]);
+    net.builders[0].flashblocks_mute(true);
+    let silent = counter_reaches(
+        &url,
+        "switchyard_flashblocks_dropped_total",
+        &[("builder", name), ("reason", "silent")],
+        1.0,
+    )
+    .await;
+    assert!(silent >= 1.0, "the silent stream is given up");
+    connected_after(&net.builders[0], connections).await;
+    // Speaking again: blocks are served from their flashblocks again.
+    net.builders[0].flashblocks_mute(false);
+    let mut blocks = 0;
+    loop {
+        let before = net.builders[0]
+            .flashblocks_sent()
+            .map(|s| *s.borrow())
+            .unwrap_or(0);
+        let builder = &net.builders[0];
+        net.seq
+            .step_after(sent(builder, before + PER_BLOCK as u64))
+            .await
+            .expect("block");
+        if net.last().builders[0].flashblocks.is_some() {
+            break;
+        }
+        blocks += 1;
+        assert!(blocks < 100, "the stream never came back");
+    }
+    subscriber.drain();
+}
