@@ -234,6 +234,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
             pong_timeout: Duration::from_millis(1_500),
             max_subscribers: 64,
             subscriber_queue: 512,
+            publish_builder: None,
         });
     }
     let decisions: Arc<Mutex<Vec<Decision>>> = Arc::default();

@@ -81,6 +81,7 @@ impl Parts {
                 publisher,
                 AcceptConfig {
                     max_block_bytes: policy.max_payload_size,
+                    publish_builder: settings.publish_builder,
                     ..AcceptConfig::default()
                 },
             )

@@ -195,6 +195,8 @@ pub struct FlashblocksSettings {
     pub max_subscribers: usize,
     /// Flashblocks a subscriber may fall behind.
     pub subscriber_queue: usize,
+    /// The builder (by index) whose flashblocks are published whenever it is asked to build.
+    pub publish_builder: Option<usize>,
 }
 
 impl std::fmt::Debug for Config {
@@ -371,7 +373,7 @@ impl Config {
                 "queues need room for at least one call",
             ));
         }
-        let flashblocks = flashblocks(args, count)?;
+        let flashblocks = flashblocks(args, &builders)?;
         let admin = secret(
             "--admin-jwt-path",
             "--admin-jwt-token",
@@ -434,8 +436,10 @@ impl Config {
 /// `--flashblocks` and its flags: one stream URL per builder, an address to publish on.
 fn flashblocks(
     args: &RunArgs,
-    builders: usize,
+    builders: &[Upstream],
 ) -> Result<Option<FlashblocksSettings>, ConfigError> {
+    let names: Vec<&str> = builders.iter().map(|b| b.name.as_str()).collect();
+    let builders = builders.len();
     let peer = &args.peer;
     if !peer.flashblocks {
         return Ok(None);
@@ -484,6 +488,15 @@ fn flashblocks(
             "subscribers need room: at least 1",
         ));
     }
+    let publish_builder = match &peer.flashblocks_publish_builder {
+        None => None,
+        Some(name) => Some(names.iter().position(|n| n == name).ok_or_else(|| {
+            ConfigError::new(
+                "--flashblocks-publish-builder",
+                format!("{name:?} is not a --builder-name"),
+            )
+        })?),
+    };
     Ok(Some(FlashblocksSettings {
         builder_urls,
         listen: SocketAddr::new(host, peer.flashblocks_port),
@@ -494,6 +507,7 @@ fn flashblocks(
         pong_timeout: peer.flashblock_builder_ws_pong_timeout_ms,
         max_subscribers: peer.flashblocks_max_subscribers,
         subscriber_queue: peer.flashblocks_subscriber_queue,
+        publish_builder,
     }))
 }
 
@@ -544,6 +558,7 @@ impl Config {
                 "pong_timeout_ms": ms(f.pong_timeout),
                 "max_subscribers": f.max_subscribers,
                 "subscriber_queue": f.subscriber_queue,
+                "publish_builder": f.publish_builder.and_then(|i| self.builders.get(i)).map(|b| b.name.clone()),
             })),
         })
     }
@@ -719,6 +734,58 @@ mod tests {
             Ok(())
         );
         assert!(config.builders.is_empty());
+    }
+
+    #[test]
+    fn flashblocks_take_one_stream_per_builder_and_a_publisher_by_name() {
+        let a = "0x0202020202020202020202020202020202020202020202020202020202020202";
+        let two = [
+            "--builder-url",
+            "http://10.0.0.1:8551,http://10.0.0.2:8551",
+            "--builder-jwt-token",
+            a,
+            "--builder-jwt-token",
+            a,
+            "--builder-name",
+            "alpha,beta",
+            "--flashblocks",
+        ];
+        let with = |extra: &[&str]| {
+            let all: Vec<&str> = two.iter().chain(extra).copied().collect();
+            Config::from_args(&args(&all).expect("args"))
+        };
+        let config = with(&[
+            "--flashblocks-builder-url",
+            "ws://10.0.0.1:1111,wss://10.0.0.2:1111",
+            "--flashblocks-publish-builder",
+            "beta",
+        ])
+        .expect("config");
+        let flashblocks = config.flashblocks.expect("on");
+        assert_eq!(flashblocks.builder_urls[1], "wss://10.0.0.2:1111/");
+        assert_eq!(flashblocks.publish_builder, Some(1));
+        assert_eq!(flashblocks.listen.to_string(), "127.0.0.1:1112");
+
+        let refused = |extra: &[&str]| with(extra).map(|_| ()).map_err(|e| e.flag);
+        assert_eq!(
+            refused(&["--flashblocks-builder-url", "ws://10.0.0.1:1111"]),
+            Err("--flashblocks-builder-url"),
+            "one stream for two builders"
+        );
+        assert_eq!(
+            refused(&["--flashblocks-builder-url", "ws://a:1,http://b:2",]),
+            Err("--flashblocks-builder-url"),
+            "not a WebSocket"
+        );
+        assert_eq!(
+            refused(&[
+                "--flashblocks-builder-url",
+                "ws://a:1,ws://b:2",
+                "--flashblocks-publish-builder",
+                "gamma",
+            ]),
+            Err("--flashblocks-publish-builder")
+        );
     }
 
     #[test]

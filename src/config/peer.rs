@@ -68,6 +68,10 @@ pub struct PeerArgs {
     /// Flashblocks a subscriber may fall behind before it is disconnected.
     #[arg(long, env = "FLASHBLOCKS_SUBSCRIBER_QUEUE", default_value_t = 512)]
     pub flashblocks_subscriber_queue: usize,
+    /// The builder (by --builder-name) whose flashblocks are published when it is asked to build
+    /// the block; default: the first one asked, in configuration order.
+    #[arg(long, env = "FLASHBLOCKS_PUBLISH_BUILDER")]
+    pub flashblocks_publish_builder: Option<String>,
     /// First reconnect wait of the builder's flashblocks WebSocket, with --flashblocks.
     #[arg(
         long,

@@ -850,3 +850,33 @@ async fn a_stream_gone_silent_is_dialled_again_after_the_pong_timeout() {
     }
     subscriber.drain();
 }
+
+#[tokio::test]
+async fn the_operator_can_name_the_builder_whose_flashblocks_are_published() {
+    let mut net = flash_net(&["alpha", "beta"], |config| {
+        if let Some(flashblocks) = config.flashblocks.as_mut() {
+            flashblocks.publish_builder = Some(1);
+        }
+    })
+    .await;
+    let mut subscriber = Subscriber::connect(net.proxy.flashblocks.expect("listener"), false).await;
+    for block in 0..2 {
+        let report = net
+            .seq
+            .step_after(subscriber.wait(PER_BLOCK))
+            .await
+            .expect("block");
+        let beta = alloy_primitives::hex::encode_prefixed(switchyard_sim::tx::builder_tx(
+            net.spec.chain_id,
+            "beta",
+            report.number,
+            0,
+        ));
+        assert!(transactions(&subscriber.got[block * PER_BLOCK..]).contains(&beta));
+        // Its promise outranks the policy: beta's block wins.
+        let decision = net.last();
+        assert_eq!(decision.source, Source::Builder("beta".into()));
+        assert_eq!(decision.preconfirmations.map(|p| p.broken), Some(None));
+    }
+    assert_eq!(subscriber.drain(), 0, "alpha's were never published");
+}

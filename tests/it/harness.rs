@@ -238,6 +238,7 @@ impl Net {
                 pong_timeout: Duration::from_millis(1_500),
                 max_subscribers: 64,
                 subscriber_queue: 512,
+                publish_builder: None,
             });
         }
         // Long enough that only the faults under test decide; wire tests never wait on it.

@@ -73,6 +73,9 @@ pub struct AcceptConfig {
     pub queue: usize,
     /// Transaction bytes in one block (a block over it could never be returned either).
     pub max_block_bytes: usize,
+    /// The builder (configuration index) whose flashblocks are published whenever it is asked
+    /// to build the block; `None`: the first builder asked, in configuration order.
+    pub publish_builder: Option<usize>,
 }
 
 impl Default for AcceptConfig {
@@ -82,6 +85,7 @@ impl Default for AcceptConfig {
             pending: 64,
             queue: 256,
             max_block_bytes: crate::rpc_method::DEFAULT_BODY_LIMIT,
+            publish_builder: None,
         }
     }
 }
@@ -262,8 +266,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// The builder that publishes for job `id`: the first, in configuration order, asked to
-    /// build it. Chosen once: a later change of anyone's state never makes a second publisher.
+    /// The builder that publishes for job `id`: the configured one if it was asked to build it,
+    /// else the first, in configuration order, asked to. Chosen once: a later change of anyone's
+    /// state never makes a second publisher.
     fn publisher_for(&self, id: PayloadId, job: &PayloadJob) -> Option<usize> {
         let mut publishing = lock(&self.publishing);
         if let Some((known, choice)) = *publishing
@@ -271,10 +276,13 @@ impl Shared {
         {
             return choice;
         }
-        let choice = job
-            .builders
-            .iter()
-            .position(|b| !matches!(*b.fcu.borrow(), BuilderFcu::Failed(_)));
+        let asked =
+            |b: &crate::fcu_mux::BuilderJob| !matches!(*b.fcu.borrow(), BuilderFcu::Failed(_));
+        let choice = self
+            .config
+            .publish_builder
+            .filter(|&i| job.builders.get(i).is_some_and(asked))
+            .or_else(|| job.builders.iter().position(asked));
         *publishing = Some((id, choice));
         choice
     }
