@@ -30,6 +30,42 @@
 //!   [`PayloadSelectLayer::with_flashblocks`](crate::payload_select::PayloadSelectLayer::with_flashblocks)).
 //!
 //! Only Ecotone and later blocks (getPayload V3 and up) stream flashblocks.
+//!
+//! # Example
+//!
+//! ```
+//! use switchyard_layers::{
+//!     PayloadSelectLayer,
+//!     builder::ModeSwitch,
+//!     fcu_mux::PayloadJobs,
+//!     flashblocks::{AcceptConfig, Flashblocks, InboundConfig, PublishConfig, Publisher},
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let (jobs, mode) = (PayloadJobs::new(64), ModeSwitch::default());
+//! let builders = Vec::new(); // each `Builder`, in configuration order
+//! let flashblocks = Flashblocks::new(
+//!     builders.clone(),
+//!     jobs.clone(),
+//!     mode.clone(),
+//!     Publisher::new(PublishConfig::default()),
+//!     AcceptConfig::default(),
+//! );
+//! // getPayload served from the builders' flashblocks (below the FcuMuxLayer filing `jobs`).
+//! let _select = PayloadSelectLayer::new(builders, jobs, mode).with_flashblocks(flashblocks.clone());
+//! // Subscribers connect here.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! tokio::spawn(switchyard_layers::flashblocks::serve(
+//!     listener,
+//!     flashblocks.publisher().clone(),
+//!     std::future::pending(),
+//! ));
+//! // Each streaming builder's WebSocket, by its index in `builders`:
+//! let _stream = InboundConfig::new("ws://127.0.0.1:1111".parse().unwrap());
+//! // flashblocks.spawn_stream(0, _stream);
+//! # }
+//! ```
 
 mod block;
 mod inbound;
