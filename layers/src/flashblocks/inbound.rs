@@ -109,6 +109,7 @@ pub(crate) async fn run(
     config: InboundConfig,
     builder: Arc<str>,
     out: mpsc::Sender<Flashblock>,
+    budget: Arc<super::ByteBudget>,
     up: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut backoff = config.initial_backoff;
@@ -126,7 +127,7 @@ pub(crate) async fn run(
                 backoff = config.initial_backoff;
                 up.store(true, std::sync::atomic::Ordering::Relaxed);
                 metrics::stream_up(&builder, true);
-                let ended = read(ws, &config, &builder, &out).await;
+                let ended = read(ws, &config, &builder, &out, &budget).await;
                 up.store(false, std::sync::atomic::Ordering::Relaxed);
                 metrics::stream_up(&builder, false);
                 metrics::dropped(&builder, ended.label());
@@ -224,6 +225,7 @@ async fn read(
     config: &InboundConfig,
     builder: &Arc<str>,
     out: &mpsc::Sender<Flashblock>,
+    budget: &super::ByteBudget,
 ) -> InboundError {
     let (mut sink, mut frames) = ws.split();
     let mut ping = tokio::time::interval(config.ping_interval);
@@ -243,7 +245,13 @@ async fn read(
                 match parsed {
                     Ok(flashblock) => {
                         metrics::received(builder);
-                        if out.try_send(flashblock).is_err() {
+                        // Bounded in count by the queue and in bytes by the budget: a flood of
+                        // big frames is dropped here, never held.
+                        let size = flashblock.json.len();
+                        if !budget.take(size) {
+                            metrics::dropped(builder, "flood");
+                        } else if out.try_send(flashblock).is_err() {
+                            budget.give(size);
                             metrics::dropped(builder, "flood");
                         }
                     }

@@ -126,6 +126,40 @@ impl Default for AcceptConfig {
     }
 }
 
+/// Bytes of flashblocks queued between a stream and its acceptance.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    used: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl ByteBudget {
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `bytes` if they fit.
+    pub(crate) fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives `bytes` back.
+    pub(crate) fn give(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+}
+
 /// Builder blocks whose transaction bytes are over this are checked off the event loop.
 const INLINE_CHECK_BYTES: usize = 64 * 1024;
 
@@ -229,13 +263,21 @@ impl Flashblocks {
         };
         self.shared.streaming[index].store(true, Ordering::Relaxed);
         let (frames, queue) = mpsc::channel(self.shared.config.queue.max(1));
+        // Two blocks' worth of bytes in flight at most, however the frames are sized.
+        let budget = ByteBudget::new(self.shared.config.max_block_bytes.saturating_mul(2));
         tokio::spawn(inbound::run(
             config,
             builder.name().clone(),
             frames,
+            budget.clone(),
             self.shared.up[index].clone(),
         ));
-        tokio::spawn(accept_stream(self.shared.clone(), index, queue));
+        tokio::spawn(accept_stream(
+            self.shared.clone(),
+            index,
+            queue,
+            Some(budget),
+        ));
     }
 
     /// Feeds builder `index`'s flashblocks from `queue` instead of a WebSocket (another
@@ -243,7 +285,7 @@ impl Flashblocks {
     pub fn spawn_acceptance(&self, index: usize, queue: mpsc::Receiver<Flashblock>) {
         if index < self.shared.builders.len() {
             self.shared.streaming[index].store(true, Ordering::Relaxed);
-            tokio::spawn(accept_stream(self.shared.clone(), index, queue));
+            tokio::spawn(accept_stream(self.shared.clone(), index, queue, None));
         }
     }
 
@@ -332,10 +374,17 @@ struct Acceptance {
     current: Option<(PayloadId, Arc<PayloadJob>)>,
     fcu: Option<watch::Receiver<BuilderFcu>>,
     pending: VecDeque<Flashblock>,
+    /// Bytes of JSON in `pending`: bounded like a block.
+    pending_bytes: usize,
     past: VecDeque<PayloadId>,
 }
 
-async fn accept_stream(shared: Arc<Shared>, index: usize, mut queue: mpsc::Receiver<Flashblock>) {
+async fn accept_stream(
+    shared: Arc<Shared>,
+    index: usize,
+    mut queue: mpsc::Receiver<Flashblock>,
+    budget: Option<Arc<ByteBudget>>,
+) {
     let mut jobs = shared.jobs.watch();
     let mut acceptance = Acceptance {
         name: shared.builders[index].name().clone(),
@@ -344,6 +393,7 @@ async fn accept_stream(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
         current: None,
         fcu: None,
         pending: VecDeque::new(),
+        pending_bytes: 0,
         past: VecDeque::new(),
     };
     loop {
@@ -371,7 +421,12 @@ async fn accept_stream(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
                 }
             }
             flashblock = queue.recv() => match flashblock {
-                Some(flashblock) => acceptance.take(flashblock).await,
+                Some(flashblock) => {
+                    if let Some(budget) = &budget {
+                        budget.give(flashblock.json.len());
+                    }
+                    acceptance.take(flashblock).await
+                }
                 None => return,
             },
         }
@@ -417,6 +472,7 @@ impl Acceptance {
             *block = Some(BlockInProgress::new(builder_id, id, job));
         }
         self.fcu = None;
+        self.pending_bytes = 0;
         for flashblock in std::mem::take(&mut self.pending) {
             if flashblock.payload_id == builder_id {
                 self.accept(flashblock).await;
@@ -437,10 +493,15 @@ impl Acceptance {
         } else {
             // Its payload id may be the answer still on its way (or the next block's, filed a
             // moment from now): it waits, bounded.
+            self.pending_bytes += flashblock.json.len();
             self.pending.push_back(flashblock);
-            if self.pending.len() > self.shared.config.pending
-                && let Some(oldest) = self.pending.pop_front()
+            while self.pending.len() > self.shared.config.pending
+                || self.pending_bytes > self.shared.config.max_block_bytes
             {
+                let Some(oldest) = self.pending.pop_front() else {
+                    break;
+                };
+                self.pending_bytes = self.pending_bytes.saturating_sub(oldest.json.len());
                 self.drop_one("wrong_payload_id", &oldest);
             }
         }
@@ -532,5 +593,25 @@ impl Acceptance {
             block.published = block.accepted;
             block.published_transactions = block.transactions().len();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_budget_holds_frames_up_to_its_limit_and_no_further() {
+        let budget = ByteBudget::new(100);
+        assert!(budget.take(60));
+        assert!(!budget.take(41), "over the limit: dropped, not queued");
+        assert!(budget.take(40));
+        budget.give(60);
+        assert!(budget.take(60), "room again once acceptance took them");
+        budget.give(1_000);
+        assert!(
+            budget.take(100),
+            "giving back too much never goes below zero"
+        );
     }
 }
