@@ -220,21 +220,15 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
             !builders.is_empty(),
             "--flashblocks needs --builders 1 or more"
         );
+        let streams = builders
+            .iter()
+            .filter_map(EngineSim::flashblocks_url)
+            .map(|url| url.parse())
+            .collect::<Result<_, _>>()?;
+        // Faults cut streams: dial back within a second, not rollup-boost's five.
         config.flashblocks = Some(FlashblocksSettings {
-            builder_urls: builders
-                .iter()
-                .filter_map(EngineSim::flashblocks_url)
-                .map(|url| url.parse())
-                .collect::<Result<_, _>>()?,
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            ping_interval: Duration::from_millis(500),
-            pong_timeout: Duration::from_millis(1_500),
-            max_subscribers: 64,
-            subscriber_queue: 512,
-            publish_builder: None,
+            ..FlashblocksSettings::new(streams)
         });
     }
     let decisions: Arc<Mutex<Vec<Decision>>> = Arc::default();

@@ -199,6 +199,25 @@ pub struct FlashblocksSettings {
     pub publish_builder: Option<usize>,
 }
 
+impl FlashblocksSettings {
+    /// Streams at `builder_urls` (one per builder, in order), published on `127.0.0.1:0`, with
+    /// rollup-boost's reconnect and ping timings and switchyard's subscriber limits.
+    pub fn new(builder_urls: Vec<Uri>) -> Self {
+        Self {
+            builder_urls,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(5_000),
+            connect_timeout: Duration::from_millis(5_000),
+            ping_interval: Duration::from_millis(500),
+            pong_timeout: Duration::from_millis(1_500),
+            max_subscribers: 4_096,
+            subscriber_queue: 512,
+            publish_builder: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")

@@ -228,17 +228,12 @@ impl Net {
             .map(|url| url.parse().expect("ws url"))
             .collect();
         if !streams.is_empty() {
+            // Back quickly: tests cut streams on purpose.
             config.flashblocks = Some(switchyard::config::FlashblocksSettings {
-                builder_urls: streams,
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 initial_backoff: Duration::from_millis(5),
                 max_backoff: Duration::from_millis(100),
-                connect_timeout: Duration::from_secs(2),
-                ping_interval: Duration::from_millis(500),
-                pong_timeout: Duration::from_millis(1_500),
                 max_subscribers: 64,
-                subscriber_queue: 512,
-                publish_builder: None,
+                ..switchyard::config::FlashblocksSettings::new(streams)
             });
         }
         // Long enough that only the faults under test decide; wire tests never wait on it.
