@@ -281,6 +281,7 @@ fn big_payload(rt: &tokio::runtime::Runtime) -> (Bytes, PayloadJob, Bytes) {
             timestamp: attributes.payload_attributes.timestamp,
             attributes: Some(attributes),
             builders: Vec::new(),
+            trace: Default::default(),
         };
         (Bytes::from(envelope), job, Bytes::from(new_payload))
     })

@@ -19,16 +19,18 @@ pub mod log_writer;
 pub mod metrics;
 pub mod server;
 pub mod stack;
+pub mod telemetry;
 
 use std::{convert::Infallible, future::Future, sync::Arc};
 
 pub use cli::Cli;
 pub use config::Config;
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use switchyard_layers::trace::{RecordStatus, RpcSpan};
 use switchyard_layers::{HealthLayer, body::RpcBody, builder::poll_heads};
 use tokio::{net::TcpListener, sync::watch};
 use tower::{ServiceBuilder, service_fn};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 
 /// The sockets switchyard serves on, bound before it starts.
 #[derive(Debug)]
@@ -226,7 +228,18 @@ pub async fn run(
         });
     }
     let service = ServiceBuilder::new()
-        // Outermost: a bug that panics anywhere below costs that call a JSON-RPC error, never the
+        // A span per JSON-RPC call (see `switchyard_layers::trace`): at debug level, so it costs
+        // a disabled-callsite check unless --tracing (or debug logs) asks for it.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(RpcSpan)
+                .on_request(())
+                .on_response(RecordStatus)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        // A bug that panics anywhere below costs that call a JSON-RPC error, never the
         // connection or the daemon.
         .layer(switchyard_layers::panic::catch_panic_layer())
         // Authorization values are secrets: marked so that no Debug print or trace shows them.

@@ -9,6 +9,7 @@ use switchyard::{
     cli::{Cli, Command},
     config::{LogFormat, RunArgs},
     log_file, log_writer,
+    telemetry::Tracing,
 };
 use tracing_subscriber::{EnvFilter, fmt::writer::BoxMakeWriter};
 
@@ -51,9 +52,10 @@ fn main() -> ExitCode {
         Err(error) => return fail(&format!("--log-file: {error}")),
     };
     let (file, reopen) = log_file.unzip();
+    let traces = config.tracing.as_ref().map(Tracing::new);
     // Held to the end: dropping it writes the lines still queued.
-    let _log = init_tracing(&cli.run, file);
-    match run(config, cli.run.worker_threads.max(1), reopen) {
+    let _log = init_tracing(&cli.run, file, traces.as_ref());
+    match run(config, cli.run.worker_threads.max(1), reopen, traces) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(target: "switchyard", error = format!("{error:#}"), "exiting");
@@ -87,6 +89,7 @@ fn run(
     config: Config,
     worker_threads: usize,
     reopen: Option<log_file::Reopen>,
+    traces: Option<Tracing>,
 ) -> anyhow::Result<()> {
     // One worker: everything on the main thread, so a request never wakes another thread (the
     // accept loop included). Blocking work (big payload checks) still has its own pool.
@@ -105,6 +108,10 @@ fn run(
         if let Some(reopen) = reopen {
             reopen_on_hangup(reopen).context("listening for SIGHUP")?;
         }
+        let exporting = match traces {
+            Some(mut traces) => Some(traces.start().context("--tracing")?),
+            None => None,
+        };
         let listeners = switchyard::Listeners::bind(&config)
             .await
             .with_context(|| {
@@ -113,9 +120,13 @@ fn run(
                     config.rpc_addr
                 )
             })?;
-        switchyard::run(listeners, config, shutdown_signal())
+        let served = switchyard::run(listeners, config, shutdown_signal())
             .await
-            .context("serving")
+            .context("serving");
+        if let Some(exporting) = exporting {
+            exporting.flush().await;
+        }
+        served
     })
 }
 
@@ -168,6 +179,7 @@ async fn shutdown_signal() {
 fn init_tracing(
     args: &RunArgs,
     file: Option<log_file::AppendFile>,
+    traces: Option<&Tracing>,
 ) -> Option<log_writer::FlushGuard> {
     use std::io::IsTerminal;
     let colour = file.is_none() && std::io::stdout().is_terminal();
@@ -185,6 +197,23 @@ fn init_tracing(
         // daemon that cannot start a thread is failing anyway).
         Err(_) => (BoxMakeWriter::new(std::io::stdout), None),
     };
+    if let Some(traces) = traces {
+        // Each layer its own filter: the log keeps --log-level; the export takes the spans.
+        use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+        let log = tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
+            .with_target(true)
+            .with_writer(writer);
+        let log = match args.log_format {
+            LogFormat::Text => log.boxed(),
+            LogFormat::Json => log.json().flatten_event(true).boxed(),
+        };
+        tracing_subscriber::registry()
+            .with(traces.layer())
+            .with(log.with_filter(filter))
+            .init();
+        return guard;
+    }
     let builder = tracing_subscriber::fmt()
         .with_ansi(colour)
         .with_env_filter(filter)

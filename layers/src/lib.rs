@@ -21,6 +21,7 @@ pub mod rpc_method;
 mod scan;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod trace;
 mod warn;
 
 // The Engine API floor: builders beside op-geth.

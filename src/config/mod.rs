@@ -172,6 +172,41 @@ pub struct Config {
     pub payload_check: Option<switchyard_layers::payload_select::PayloadCheck>,
     /// Flashblocks, when turned on.
     pub flashblocks: Option<FlashblocksSettings>,
+    /// OpenTelemetry export, when turned on (`--tracing`). Read by the binary, which owns the
+    /// process's `tracing` subscriber; [`run`](crate::run) does not look at it.
+    pub tracing: Option<TracingSettings>,
+}
+
+/// OpenTelemetry export settings (`--tracing`).
+#[derive(Clone, Debug)]
+pub struct TracingSettings {
+    /// The collector: gRPC's endpoint, or the full URL spans are posted to over HTTP.
+    pub endpoint: Uri,
+    /// The transport.
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the spans (`OTEL_SERVICE_NAME`, default `switchyard`).
+    pub service_name: String,
+    /// Finished spans that may wait for export; more are dropped and counted.
+    pub queue: usize,
+}
+
+/// How spans reach the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (rollup-boost's transport).
+    Grpc,
+    /// OTLP over HTTP, protobuf bodies.
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
 }
 
 /// Flashblocks settings (`--flashblocks`).
@@ -254,6 +289,7 @@ impl Config {
             decision_sink: None,
             payload_check: None,
             flashblocks: None,
+            tracing: None,
         }
     }
 
@@ -448,8 +484,54 @@ impl Config {
             decision_sink: None,
             payload_check: None,
             flashblocks,
+            tracing: tracing_settings(args)?,
         })
     }
+}
+
+/// `--tracing` and its flags.
+fn tracing_settings(args: &RunArgs) -> Result<Option<TracingSettings>, ConfigError> {
+    let peer = &args.peer;
+    if !peer.tracing {
+        return Ok(None);
+    }
+    let protocol = match peer.otlp_protocol.as_str() {
+        "grpc" => OtlpProtocol::Grpc,
+        _ => OtlpProtocol::HttpProtobuf,
+    };
+    let mut endpoint = parse_url("--otlp-endpoint", &peer.otlp_endpoint)?;
+    match protocol {
+        OtlpProtocol::Grpc if endpoint.scheme_str() == Some("https") => {
+            return Err(ConfigError::new(
+                "--otlp-endpoint",
+                "OTLP over gRPC is plain HTTP/2 here: for TLS, use --otlp-protocol \
+                 http/protobuf with an https:// endpoint",
+            ));
+        }
+        OtlpProtocol::HttpProtobuf if endpoint.path() == "/" => {
+            // The collector's traces path, as OTEL_EXPORTER_OTLP_ENDPOINT is read.
+            endpoint = parse_url(
+                "--otlp-endpoint",
+                &format!("{}/v1/traces", peer.otlp_endpoint.trim_end_matches('/')),
+            )?;
+        }
+        _ => {}
+    }
+    if peer.otlp_queue == 0 {
+        return Err(ConfigError::new(
+            "--otlp-queue",
+            "must be at least 1: spans wait here for export",
+        ));
+    }
+    Ok(Some(TracingSettings {
+        endpoint,
+        protocol,
+        service_name: std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "switchyard".into()),
+        queue: peer.otlp_queue,
+    }))
 }
 
 /// `--flashblocks` and its flags: one stream URL per builder, an address to publish on.
@@ -578,6 +660,12 @@ impl Config {
                 "max_subscribers": f.max_subscribers,
                 "subscriber_queue": f.subscriber_queue,
                 "publish_builder": f.publish_builder.and_then(|i| self.builders.get(i)).map(|b| b.name.clone()),
+            })),
+            "tracing": self.tracing.as_ref().map(|t| serde_json::json!({
+                "otlp_endpoint": t.endpoint.to_string(),
+                "otlp_protocol": t.protocol.as_str(),
+                "service_name": t.service_name,
+                "otlp_queue": t.queue,
             })),
         })
     }

@@ -32,13 +32,28 @@ pub struct PeerArgs {
     /// Append log lines to this file too (reopened on SIGHUP, for logrotate).
     #[arg(long, env = "LOG_FILE")]
     pub log_file: Option<PathBuf>,
-    /// Export OpenTelemetry traces over OTLP (rollup-boost's --tracing; not yet in switchyard:
-    /// turning it on stops start-up with a line saying so).
+    /// Export OpenTelemetry traces over OTLP: a trace per call, a span per upstream exchange,
+    /// the checks and the validation of each builder payload (service name: OTEL_SERVICE_NAME,
+    /// default switchyard).
     #[arg(long, env = "TRACING", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tracing: bool,
-    /// Where traces go, with --tracing.
+    /// The OTLP collector, with --tracing: its gRPC endpoint (port 4317), or with
+    /// --otlp-protocol http/protobuf its HTTP one (port 4318; `/v1/traces` is added to a URL
+    /// with no path).
     #[arg(long, env = "OTLP_ENDPOINT", default_value = "http://localhost:4317")]
     pub otlp_endpoint: String,
+    /// OTLP transport, with --tracing: grpc (rollup-boost's) or http/protobuf.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "grpc",
+        value_parser = ["grpc", "http/protobuf"]
+    )]
+    pub otlp_protocol: String,
+    /// Finished spans that may wait for export, with --tracing; more are dropped and counted
+    /// (switchyard_otlp_spans_total{outcome="dropped"}), never waited for.
+    #[arg(long, env = "OTEL_BSP_MAX_QUEUE_SIZE", default_value_t = 2048)]
+    pub otlp_queue: usize,
     /// Have op-geth compute the state root of builder blocks: op-geth rebuilds each builder block
     /// from its transactions, and that block is returned (for builders that leave the root zero).
     #[arg(long, env = "EXTERNAL_STATE_ROOT", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -128,14 +143,11 @@ impl PeerArgs {
     /// Stops start-up on a rollup-boost feature that is turned on but that switchyard does not
     /// do yet: running without it would be running differently from what the operator asked.
     pub(super) fn refuse_what_is_missing(&self) -> Result<(), ConfigError> {
-        let missing = [
-            (self.tracing, "--tracing", "OpenTelemetry export"),
-            (
-                self.flashblocks_p2p,
-                "--flashblocks-p2p",
-                "signed flashblocks over p2p",
-            ),
-        ];
+        let missing = [(
+            self.flashblocks_p2p,
+            "--flashblocks-p2p",
+            "signed flashblocks over p2p",
+        )];
         for (on, flag, what) in missing {
             if on {
                 return Err(ConfigError::new(
@@ -212,6 +224,8 @@ pub const PEER_FLAGS: &[PeerFlag] = &[
     row("log-file", "--log-file", ""),
     row("tracing", "--tracing", ""),
     row("otlp-endpoint", "--otlp-endpoint", URL),
+    row("otlp-protocol", "", ""),
+    row("otlp-queue", "", "spans"),
     row("external-state-root", "--external-state-root", ""),
     row("flashblocks", "--flashblocks", ""),
     row(

@@ -12,6 +12,8 @@ use crate::harness::{call, json, op_geth, spec};
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
+    /// The metrics endpoint, when it serves one.
+    pub metrics: Option<String>,
 }
 
 /// The rest of a daemon's log, line by line.
@@ -44,7 +46,7 @@ impl Daemon {
             .expect("spawn switchyard");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
+        let (addr, metrics) = loop {
             let line = lines
                 .next()
                 .expect("switchyard exited before listening")
@@ -53,10 +55,20 @@ impl Daemon {
                 continue;
             };
             if event["message"] == "listening" {
-                break event["addr"].as_str().expect("addr").to_owned();
+                break (
+                    event["addr"].as_str().expect("addr").to_owned(),
+                    event["metrics"].as_str().map(str::to_owned),
+                );
             }
         };
-        (Self { child, addr }, lines)
+        (
+            Self {
+                child,
+                addr,
+                metrics,
+            },
+            lines,
+        )
     }
 
     fn signal(&self, name: &str) {

@@ -119,13 +119,15 @@ fn rollup_boost_command_line_and_env_file_are_read_with_its_meanings_and_units()
     assert_eq!(config["metrics_addr"], serde_json::Value::Null);
     assert_eq!(config["log_level"], "INFO");
     assert_eq!(config["log_format"], "text");
+    assert_eq!(config["tracing"], serde_json::Value::Null);
 
     // The same settings from the file alone, with rollup-boost's variable names.
     std::fs::write(
         dir.join(".env"),
         format!(
             "{ENV_EXAMPLE}HEALTH_CHECK_INTERVAL=60\nMAX_UNSAFE_INTERVAL=10\n\
-             BLOCK_SELECTION_POLICY=gas-used\nL2_URL=127.0.0.1:8551\n"
+             BLOCK_SELECTION_POLICY=gas-used\nL2_URL=127.0.0.1:8551\n\
+             TRACING=true\nOTLP_ENDPOINT=otel-collector:4317\nOTEL_SERVICE_NAME=rollup-boost-sepolia\n"
         ),
     )
     .expect(".env");
@@ -136,6 +138,30 @@ fn rollup_boost_command_line_and_env_file_are_read_with_its_meanings_and_units()
     // dotenvy keeps the first value a file gives a variable, as rollup-boost reads it.
     assert_eq!(config["l2"]["url"], "http://localhost:8551/");
     assert_eq!(config["builders"][0]["timeout_ms"], 1000);
+    // dotenvy keeps the file's first TRACING (false); the real environment turns it on.
+    let config = print_config(&dir, &[("TRACING", "true")], &[]);
+    assert_eq!(
+        config["tracing"]["otlp_endpoint"],
+        "http://otel-collector:4317/"
+    );
+    assert_eq!(config["tracing"]["otlp_protocol"], "grpc");
+    assert_eq!(config["tracing"]["service_name"], "rollup-boost-sepolia");
+    // Over HTTP, a bare collector address gets the traces path, as OTEL_EXPORTER_OTLP_ENDPOINT.
+    let config = print_config(
+        &dir,
+        &[("TRACING", "true")],
+        &[
+            "--otlp-protocol",
+            "http/protobuf",
+            "--otlp-endpoint",
+            "https://collector:4318",
+        ],
+    );
+    assert_eq!(
+        config["tracing"]["otlp_endpoint"],
+        "https://collector:4318/v1/traces"
+    );
+    assert_eq!(config["tracing"]["otlp_protocol"], "http/protobuf");
 }
 
 #[test]
@@ -151,10 +177,7 @@ fn a_malformed_env_file_stops_start_up_naming_it() {
 #[test]
 fn rollup_boost_features_not_in_switchyard_stop_start_up_naming_the_flag() {
     let dir = scratch_dir("refuse");
-    for (flag, env) in [
-        ("--tracing", "TRACING"),
-        ("--flashblocks-p2p", "FLASHBLOCKS_P2P"),
-    ] {
+    for (flag, env) in [("--flashblocks-p2p", "FLASHBLOCKS_P2P")] {
         let token = "688f5d737bad920bdfb2fc2f488d6b6209eebda1dae949a8de91398d932c517a";
         for (args, vars) in [
             (vec!["--l2-jwt-token", token, flag], vec![]),

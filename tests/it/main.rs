@@ -17,6 +17,7 @@ mod flashblocks;
 mod health;
 mod limits;
 mod metrics;
+mod otel;
 mod outage;
 mod panics;
 mod passthrough;

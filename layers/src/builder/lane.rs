@@ -7,11 +7,12 @@ use std::{
 };
 
 use tokio::{sync::mpsc, time::Instant};
+use tracing::Instrument;
 
 use bytes::Bytes;
 
 use super::{BuilderClient, BuilderError, BuilderHealth, metrics};
-use crate::{engine::EngineMethod, jsonrpc::RpcCall};
+use crate::{engine::EngineMethod, jsonrpc::RpcCall, trace::TraceLink};
 
 /// Capacities of a builder's lanes.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +76,8 @@ struct Job {
     call: RpcCall,
     reply: Reply,
     queued: Instant,
+    // The span of the call that queued it: this call's span is its child.
+    trace: TraceLink,
 }
 
 /// A bounded queue with one worker: calls reach the builder one at a time, in order.
@@ -118,6 +121,18 @@ impl Lane {
                 worker_bytes.fetch_sub(job.call.bytes().len(), Ordering::Relaxed);
                 worker_metrics.depth(waiting);
                 let method = job.call.method();
+                let span = tracing::debug_span!(
+                    target: crate::trace::TARGET,
+                    parent: None,
+                    "builder_call",
+                    otel.name = %format_args!("{} {method} (queued)", client.name()),
+                    builder = %client.name(),
+                    lane = kind,
+                    rpc.method = method,
+                    queued_ms = job.queued.elapsed().as_secs_f64() * 1e3,
+                    outcome = tracing::field::Empty,
+                );
+                job.trace.adopt(&span);
                 let forkchoice = matches!(
                     EngineMethod::parse(method),
                     Some(EngineMethod::ForkchoiceUpdated(_))
@@ -131,13 +146,13 @@ impl Lane {
                     in_flight.store(true, Ordering::Release);
                     let relayed = tokio::select! {
                         biased;
-                        result = client.relay(&job.call) => Some(result),
+                        result = client.relay(&job.call).instrument(span.clone()) => Some(result),
                         () = superseded.notified() => None,
                     };
                     in_flight.store(false, Ordering::Release);
                     relayed
                 } else {
-                    Some(client.relay(&job.call).await)
+                    Some(client.relay(&job.call).instrument(span.clone()).await)
                 };
                 let Some(result) = result else {
                     // A forkchoice update dropped unsent, or given up at the next block's
@@ -145,6 +160,7 @@ impl Lane {
                     // calls behind it must reach the builder now. Says nothing of the builder's
                     // health: the next answer will.
                     let stale = Err(BuilderError::Stale);
+                    span.record("outcome", "stale");
                     worker_metrics.call(method, &stale);
                     tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, "stale forkchoice update dropped");
                     if let Reply::Callback(reply) = job.reply {
@@ -156,6 +172,10 @@ impl Lane {
                     health.observe(method, &result);
                 }
                 worker_metrics.call(method, &result);
+                span.record(
+                    "outcome",
+                    result.as_ref().map_or_else(BuilderError::label, |_| "ok"),
+                );
                 if let Err(error) = &result {
                     tracing::debug!(target: "switchyard::builder", builder = %client.name(), lane = kind, method, %error, "builder call failed");
                 }
@@ -198,6 +218,7 @@ impl Lane {
             call: call.clone(),
             reply,
             queued: Instant::now(),
+            trace: TraceLink::current(),
         }) {
             Ok(()) => {
                 self.metrics.depth(waiting);

@@ -54,6 +54,8 @@ pub struct PayloadJob {
     pub attributes: Option<OpPayloadAttributes>,
     /// Each builder's part, in configuration order.
     pub builders: Vec<BuilderJob>,
+    /// The forkchoice update's span, for the getPayload's to link to.
+    pub trace: crate::trace::TraceLink,
 }
 
 /// Payload jobs by op-geth's payload id, bounded. See the [module docs](super).
@@ -144,6 +146,7 @@ mod tests {
             timestamp,
             attributes: None,
             builders: Vec::new(),
+            trace: Default::default(),
         }
     }
 

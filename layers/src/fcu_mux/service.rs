@@ -280,6 +280,10 @@ where
         };
         let (parts, bytes) = body::into_bytes(response);
         if let Some(id) = payload_id(&bytes) {
+            let span = tracing::Span::current();
+            if !span.is_disabled() {
+                span.record("switchyard.payload_id", tracing::field::display(id));
+            }
             pending.jobs.insert(
                 id,
                 PayloadJob {
@@ -288,6 +292,7 @@ where
                     timestamp: pending.timestamp,
                     attributes: pending.attributes,
                     builders: pending.builders,
+                    trace: crate::trace::TraceLink::current(),
                 },
             );
         }

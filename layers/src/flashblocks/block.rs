@@ -296,6 +296,7 @@ mod tests {
                 min_base_fee: None,
             }),
             builders: Vec::new(),
+            trace: Default::default(),
         })
     }
 

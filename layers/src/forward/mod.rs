@@ -345,6 +345,7 @@ impl<C: Connector> Service<Request<RpcBody>> for Forward<C> {
 
     fn call(&mut self, req: Request<RpcBody>) -> Self::Future {
         let answering = Answering::of(&req);
+        let span = exchange_span(&self.name, &req);
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -361,8 +362,32 @@ impl<C: Connector> Service<Request<RpcBody>> for Forward<C> {
             timeout: self.timeout,
             name: self.name.clone(),
             answering,
+            span,
         }
     }
+}
+
+/// The span of one exchange (see [`trace`](crate::trace)): `"<upstream> <method>"`, inside the
+/// span of the call it serves. Calls of the daemon's own (health polls) start no trace.
+fn exchange_span<B>(name: &str, req: &Request<B>) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    let method = match req.extensions().get::<RpcCall>() {
+        Some(call) => call.method(),
+        None if req.extensions().get::<RpcBatch>().is_some() => "batch",
+        None => "call",
+    };
+    tracing::debug_span!(
+        target: crate::trace::TARGET,
+        "upstream",
+        otel.name = %format_args!("{name} {method}"),
+        otel.kind = "client",
+        upstream = name,
+        rpc.method = method,
+        otel.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
 }
 
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -470,6 +495,7 @@ pin_project! {
         timeout: Duration,
         name: Arc<str>,
         answering: Answering,
+        span: tracing::Span,
     }
 }
 
@@ -486,19 +512,25 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.exchange.as_mut().poll(cx) {
-            Poll::Ready(Ok(response)) => Poll::Ready(Ok(response)),
-            Poll::Ready(Err(error)) => Poll::Ready(Ok(this.answering.respond(error))),
+        let _entered = this.span.enter();
+        let error = match this.exchange.as_mut().poll(cx) {
+            Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response)),
+            Poll::Ready(Err(error)) => error,
             Poll::Pending => {
                 // Dropping the exchange with us closes its connection: half an exchange cannot
                 // be reused.
                 ready!(this.deadline.poll(cx));
-                Poll::Ready(Ok(this.answering.respond(ForwardError::Timeout {
+                ForwardError::Timeout {
                     upstream: this.name.clone(),
                     timeout: *this.timeout,
-                })))
+                }
             }
+        };
+        if !this.span.is_disabled() {
+            this.span.record("otel.status_code", "error");
+            this.span.record("error", error.label());
         }
+        Poll::Ready(Ok(this.answering.respond(error)))
     }
 }
 

@@ -266,6 +266,7 @@ mod properties {
             timestamp: p.timestamp,
             attributes: Some(attributes),
             builders: Vec::new(),
+            trace: Default::default(),
         };
         (envelope, job)
     }

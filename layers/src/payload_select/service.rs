@@ -14,6 +14,7 @@ use futures_util::{
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
+use tracing::{Instrument, field::Empty};
 
 use super::{
     BuilderOutcome, Decision, Preconfirmations, Source, Stages, Summary,
@@ -180,6 +181,13 @@ where
         .map(|seal| seal(&target.id))
         .unwrap_or_default();
     let job = ctx.jobs.get(&target.id);
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("switchyard.payload_id", tracing::field::display(target.id));
+        if let Some(job) = &job {
+            job.trace.link(&span);
+        }
+    }
     let builder_jobs: Vec<BuilderJob> =
         job.as_ref().map(|j| j.builders.clone()).unwrap_or_default();
     let gathered = gather(
@@ -243,13 +251,28 @@ where
             let builder = builder_job.builder.name().clone();
             let id = target.id;
             let chain = std::panic::AssertUnwindSafe(chain).catch_unwind();
-            Some(async move {
-                let chain = chain.await.unwrap_or_else(|panic| {
-                    builder_panicked(&builder, id, crate::panic::message(&*panic));
-                    Chain::lost(Stages::default(), "panic")
-                });
-                (i, chain)
-            })
+            let span = tracing::debug_span!(
+                target: crate::trace::TARGET,
+                "builder_payload",
+                otel.name = %format_args!("{builder} payload"),
+                builder = %builder,
+                outcome = Empty,
+            );
+            Some(
+                async move {
+                    let chain = chain.await.unwrap_or_else(|panic| {
+                        builder_panicked(&builder, id, crate::panic::message(&*panic));
+                        Chain::lost(Stages::default(), "panic")
+                    });
+                    let outcome = chain
+                        .result
+                        .as_ref()
+                        .map_or_else(|reason| *reason, |_| "valid");
+                    tracing::Span::current().record("outcome", outcome);
+                    (i, chain)
+                }
+                .instrument(span),
+            )
         })
         .collect();
     let mut chains: Vec<Option<Chain>> = builder_jobs.iter().map(|_| None).collect();
@@ -580,13 +603,20 @@ where
         // The builder's getPayload goes out at once all the same: it ends the builder's job
         // (its last flashblock), and it is the fallback if the streamed block loses.
         let fetching = builder.clone();
-        let fetch = tokio::spawn(async move {
-            fetching
-                .client()
-                .call_answer(&method, &params)
-                .await
-                .map_err(|error| error.label())
-        });
+        // Its own span under the candidate's: it may outlive this getPayload's answer.
+        let fetch_span =
+            tracing::debug_span!(target: crate::trace::TARGET, parent: None, "builder_get_payload");
+        crate::trace::TraceLink::current().adopt(&fetch_span);
+        let fetch = tokio::spawn(
+            async move {
+                fetching
+                    .client()
+                    .call_answer(&method, &params)
+                    .await
+                    .map_err(|error| error.label())
+            }
+            .instrument(fetch_span),
+        );
         let served = serve_streamed(
             (envelope, flashblocks),
             version,
@@ -596,6 +626,7 @@ where
             validator.clone(),
             &ctx,
         )
+        .instrument(tracing::debug_span!(target: crate::trace::TARGET, "flashblocks_block"))
         .await;
         match served {
             Ok(candidate) => {
@@ -656,13 +687,19 @@ where
     let own_checks = ctx.payload_checks.clone();
     let checked_builder = builder.name().clone();
     let rebuilt_answer_id = answer_id.clone();
+    let checks = tracing::debug_span!(target: crate::trace::TARGET, "checks", failed = Empty);
     let prepare = move || {
-        let envelope = check(&answer, version, &checking_job, max_size)?;
+        let _checks = checks.enter();
+        let failed = |reason: &'static str| {
+            checks.record("failed", reason);
+            reason
+        };
+        let envelope = check(&answer, version, &checking_job, max_size).map_err(failed)?;
         if !own_checks
             .iter()
             .all(|check| check(&checked_builder, &envelope))
         {
-            return Err("custom_check");
+            return Err(failed("custom_check"));
         }
         let kept = published
             .as_deref()
@@ -699,7 +736,9 @@ where
 
     if ctx.external_state_root {
         let step = Instant::now();
-        let rebuilt = rebuild(validator, &job, envelope, version, &rebuilt_answer_id).await;
+        let rebuilt = rebuild(validator, &job, envelope, version, &rebuilt_answer_id)
+            .instrument(tracing::debug_span!(target: crate::trace::TARGET, "external_state_root"))
+            .await;
         drop(permit);
         stages.new_payload = Some(step.elapsed());
         return match rebuilt {
@@ -748,7 +787,11 @@ where
         }
     };
     // Validation first: its request is queued before an inline hash takes the thread.
-    let (validation, hashed) = tokio::join!(validate(validator, &written), hashing);
+    let validation_span = tracing::debug_span!(target: crate::trace::TARGET, "validate");
+    let (validation, hashed) = tokio::join!(
+        validate(validator, &written).instrument(validation_span),
+        hashing
+    );
     drop(permit);
     stages.new_payload = Some(step.elapsed());
     let validation = match hashed {
@@ -1019,6 +1062,7 @@ where
 const NEUTRAL: [&str; 3] = ["policy", "dry_run", "circuit_open"];
 
 fn tell(ctx: &Ctx, decision: &Decision) {
+    record_on_span(decision);
     for builder in ctx.builders.iter() {
         if builder.breaker().tick() {
             builder_metrics::circuit(builder.name(), false);
@@ -1053,6 +1097,42 @@ fn tell(ctx: &Ctx, decision: &Decision) {
     ctx.metrics.record(decision);
     for sink in &ctx.sinks {
         sink(decision);
+    }
+}
+
+/// The decision on the caller's span (see [`RpcSpan`](crate::trace::RpcSpan)).
+fn record_on_span(decision: &Decision) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.record("switchyard.source", decision.source.label());
+    if let Some(builder) = decision.winner() {
+        span.record("switchyard.builder", builder);
+    }
+    span.record(
+        "switchyard.outcomes",
+        tracing::field::display(decision.outcomes()),
+    );
+    span.record(
+        "switchyard.external_root",
+        decision
+            .builders
+            .iter()
+            .any(|o| o.lost.is_none() && o.external_root),
+    );
+    if let Some(preconfirmations) = &decision.preconfirmations {
+        span.record(
+            "switchyard.preconfirmations",
+            preconfirmations.broken.unwrap_or("kept"),
+        );
+    }
+    if let Some(number) = decision.block_number {
+        // Signed: OpenTelemetry has no unsigned integer (a u64 would be sent as text).
+        span.record(
+            "switchyard.block_number",
+            i64::try_from(number).unwrap_or(i64::MAX),
+        );
     }
 }
 

@@ -147,12 +147,14 @@ where
             };
         }
         Ok(Parsed::Single(Ok(call))) => {
+            crate::trace::record_method(call.method());
             parts.extensions.insert(call);
             let future = inner.call(Request::from_parts(parts, RpcBody::new(bytes)));
             return State::Calling { future };
         }
         Ok(Parsed::Batch(items)) => items,
     };
+    crate::trace::record_method("batch");
     let claimed = items.iter().any(|item| {
         item.as_ref()
             .is_ok_and(|call| config.claimed.contains(call.method()))

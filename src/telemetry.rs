@@ -1,0 +1,259 @@
+//! OpenTelemetry traces (`--tracing`): the layers' `tracing` spans (see
+//! [`switchyard_layers::trace`]) become OpenTelemetry spans and leave over OTLP, gRPC or
+//! HTTP/protobuf.
+//!
+//! Exporting never holds up op-node's calls: a finished span is handed to a bounded queue
+//! (`--otlp-queue`), and one that finds it full is dropped and counted
+//! (`switchyard_otlp_spans_total{outcome="dropped"}`), never waited for. A task on the daemon's
+//! runtime sends the queue in batches, one export at a time, each under a timeout. The SDK's
+//! own batch processor would do this on a thread of its own with a blocking client, and counts
+//! its drops only in a log line at shutdown; this one counts each drop where Prometheus sees it.
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::{
+    Resource,
+    error::{OTelSdkError, OTelSdkResult},
+    trace::{SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor},
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Level;
+use tracing_subscriber::{
+    Layer,
+    filter::{FilterExt, Targets, filter_fn},
+    registry::LookupSpan,
+};
+
+use crate::config::{OtlpProtocol, TracingSettings};
+
+/// Spans by what became of them: `exported`, `failed` (the collector refused them or did not
+/// answer in time) or `dropped` (the queue was full).
+pub const SPANS: &str = "switchyard_otlp_spans_total";
+
+/// Spans sent in one export at most (the SDK's default).
+const BATCH: usize = 512;
+
+/// How long the first span of a batch waits for company before the batch is sent.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// One export's limit (the SDK's default): a collector that hangs costs a batch, not the queue.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long exiting waits for the queued spans to be sent.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// The export pipeline: made before the runtime (the subscriber is set up first), started in it.
+#[derive(Debug)]
+pub struct Tracing {
+    provider: SdkTracerProvider,
+    waiting: Option<(mpsc::Receiver<SpanData>, TracingSettings)>,
+}
+
+/// The running export task; [`Exporting::flush`] sends what is queued when the daemon exits.
+#[derive(Debug)]
+pub struct Exporting {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tracing {
+    /// The queue and the tracer for `settings`; nothing is sent until [`Tracing::start`].
+    pub fn new(settings: &TracingSettings) -> Self {
+        let (sender, receiver) = mpsc::channel(settings.queue.max(1));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(QueueProcessor { sender })
+            .with_resource(resource(settings))
+            .build();
+        Self {
+            provider,
+            waiting: Some((receiver, settings.clone())),
+        }
+    }
+
+    /// The `tracing` layer that turns the daemon's and the layers' spans into OpenTelemetry
+    /// spans: spans at debug and above, and warnings and errors as span events.
+    pub fn layer<S>(&self) -> impl Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+    {
+        let targets = Targets::new()
+            .with_target("switchyard", Level::DEBUG)
+            .with_target("switchyard_layers", Level::DEBUG);
+        let spans_and_warnings = filter_fn(|meta| meta.is_span() || *meta.level() <= Level::WARN);
+        tracing_opentelemetry::layer()
+            .with_tracer(self.provider.tracer("switchyard"))
+            // Busy/idle time per span costs two clock reads per poll; the span's own times say
+            // what an operator looks for.
+            .with_tracked_inactivity(false)
+            // Spans start when they end or get a child, not on entry: a call's span is named
+            // after its method, which is read after the span is entered. No OpenTelemetry code
+            // here reads the active context.
+            .with_context_activation(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_filter(targets.and(spans_and_warnings))
+    }
+
+    /// Builds the exporter and starts sending (inside the runtime: the clients need it).
+    ///
+    /// # Errors
+    ///
+    /// If the exporter cannot be built (or this was started already).
+    pub fn start(&mut self) -> anyhow::Result<Exporting> {
+        let (receiver, settings) = self
+            .waiting
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the OTLP export was started already"))?;
+        let endpoint = settings.endpoint.to_string();
+        let mut exporter = match settings.protocol {
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()?,
+            OtlpProtocol::HttpProtobuf => {
+                let connector = switchyard_layers::tls::connector(
+                    &settings.endpoint,
+                    &switchyard_layers::tls::TlsOptions::default(),
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                )?;
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(endpoint)
+                    .with_timeout(EXPORT_TIMEOUT)
+                    .with_http_client(opentelemetry_http::hyper::HyperClient::new(
+                        connector,
+                        EXPORT_TIMEOUT,
+                        None,
+                    ))
+                    .build()?
+            }
+        };
+        exporter.set_resource(&resource(&settings));
+        let (stop, stopped) = oneshot::channel();
+        // A batch is taken out of the queue: at most a queue's worth, so that the spans held
+        // while an export hangs stay within twice the queue.
+        let batch = BATCH.min(settings.queue).max(1);
+        let task = tokio::spawn(export(exporter, receiver, batch, stopped));
+        tracing::info!(
+            target: "switchyard::telemetry",
+            endpoint = %settings.endpoint,
+            protocol = settings.protocol.as_str(),
+            service = settings.service_name,
+            "exporting traces"
+        );
+        Ok(Exporting { stop, task })
+    }
+}
+
+impl Exporting {
+    /// Sends the spans still queued (waiting at most two seconds), then stops.
+    pub async fn flush(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(FLUSH_WAIT, self.task).await;
+    }
+}
+
+fn resource(settings: &TracingSettings) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
+}
+
+/// Hands each finished span to the export task's queue, or drops it if the queue is full.
+#[derive(Debug)]
+struct QueueProcessor {
+    sender: mpsc::Sender<SpanData>,
+}
+
+impl SpanProcessor for QueueProcessor {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if self.sender.try_send(span).is_err() {
+            metrics::counter!(SPANS, "outcome" => "dropped").increment(1);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Sends the queue in batches until told to stop, then what is left.
+async fn export(
+    exporter: opentelemetry_otlp::SpanExporter,
+    mut queue: mpsc::Receiver<SpanData>,
+    batch_size: usize,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut failing = false;
+    loop {
+        let first = tokio::select! {
+            span = queue.recv() => span,
+            _ = &mut stop => None,
+        };
+        let Some(first) = first else { break };
+        let mut batch = Vec::with_capacity(batch_size);
+        batch.push(first);
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < batch_size {
+            tokio::select! {
+                Some(span) = queue.recv() => batch.push(span),
+                () = &mut linger => break,
+                else => break,
+            }
+        }
+        send(&exporter, batch, &mut failing).await;
+    }
+    // Exiting: what is queued now, without lingering.
+    let mut batch = Vec::with_capacity(batch_size);
+    while let Ok(span) = queue.try_recv() {
+        batch.push(span);
+        if batch.len() == batch_size {
+            send(&exporter, std::mem::take(&mut batch), &mut failing).await;
+        }
+    }
+    if !batch.is_empty() {
+        send(&exporter, batch, &mut failing).await;
+    }
+}
+
+/// One export, counted; a failure is logged when it starts and when it ends, not per batch.
+async fn send(
+    exporter: &opentelemetry_otlp::SpanExporter,
+    batch: Vec<SpanData>,
+    failing: &mut bool,
+) {
+    let spans = batch.len() as u64;
+    let result = tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch))
+        .await
+        .unwrap_or(Err(OTelSdkError::Timeout(EXPORT_TIMEOUT)));
+    match result {
+        Ok(()) => {
+            metrics::counter!(SPANS, "outcome" => "exported").increment(spans);
+            if std::mem::take(failing) {
+                tracing::info!(target: "switchyard::telemetry", "trace export recovered");
+            }
+        }
+        Err(error) => {
+            metrics::counter!(SPANS, "outcome" => "failed").increment(spans);
+            if !std::mem::replace(failing, true) {
+                tracing::warn!(target: "switchyard::telemetry", %error, "trace export failing; spans are counted as failed until it recovers");
+            }
+        }
+    }
+}
