@@ -36,6 +36,10 @@
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
 //!
+//! `LOAD_ONLY=tracing` runs eth_* and block cycles with a fifth configuration, *traced*: the same
+//! binary with `--tracing`, exporting over OTLP/HTTP to a collector that takes every span, for the
+//! cost of tracing as the ratio of what each adds to direct.
+//!
 //! Last come the flashblocks rows (`LOAD_ONLY=flashblocks` alone): a builder streaming ~100 KiB
 //! flashblocks five times a second, switchyard publishing them to 1, 100 and 1,000 loopback
 //! subscribers, against the same subscribers reading the builder's stream directly; a stalled
@@ -308,7 +312,13 @@ fn parse_secret(hex: &str) -> [u8; 32] {
     secret
 }
 
-fn spawn_switchyard(binary: &str, name: &str, l2: &Process, builder: &Process) -> Process {
+fn spawn_switchyard(
+    binary: &str,
+    name: &str,
+    l2: &Process,
+    builder: &Process,
+    extra: &[&str],
+) -> Process {
     let (mut command, callgrind) = proxy_command(std::path::Path::new(binary), name);
     let mut child = command
         .args([
@@ -330,6 +340,7 @@ fn spawn_switchyard(binary: &str, name: &str, l2: &Process, builder: &Process) -
             "--payload-deadline",
             "2s",
         ])
+        .args(extra)
         .env(
             "RUST_LOG",
             if std::env::var_os("LOAD_LOG").is_some() {
@@ -589,11 +600,23 @@ async fn cycles(target: &Target, concurrency: usize, per_task: usize) -> Samples
 // === orchestration ===
 
 /// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
-const CONFIGS: [&str; 5] = ["direct", "floor", "bare", "switchyard", "candidate"];
+const CONFIGS: [&str; 6] = [
+    "direct",
+    "floor",
+    "bare",
+    "switchyard",
+    "traced",
+    "candidate",
+];
 
 /// `LOAD_CANDIDATE=<switchyard binary>`: another build of switchyard, run as a fourth
 /// configuration (its own op-geth and builder simulators) so that a change is measured against
 /// the current build in the same run, interleaved.
+/// `LOAD_ONLY=tracing`: the rows with a traced switchyard beside the plain one.
+fn traced_wanted() -> bool {
+    std::env::var("LOAD_ONLY").is_ok_and(|only| only == "tracing")
+}
+
 fn candidate_binary() -> Option<String> {
     std::env::var("LOAD_CANDIDATE")
         .ok()
@@ -609,6 +632,9 @@ struct Setup {
     switchyard: Process,
     /// The candidate's op-geth, builder and switchyard.
     candidate: Option<(Process, Process, Process)>,
+    /// `LOAD_ONLY=tracing`: the same switchyard with `--tracing`, its own op-geth and builder,
+    /// and the OTLP collector it exports to.
+    traced: Option<(Process, Process, Process, Process)>,
 }
 
 impl Setup {
@@ -624,11 +650,31 @@ impl Setup {
             "switchyard",
             &sims[2],
             &builder,
+            &[],
         );
         let candidate = candidate_binary().map(|binary| {
             let (l2, builder) = (sim("op-geth"), sim("builder"));
-            let switchyard = spawn_switchyard(&binary, "candidate", &l2, &builder);
+            let switchyard = spawn_switchyard(&binary, "candidate", &l2, &builder, &[]);
             (l2, builder, switchyard)
+        });
+        let traced = traced_wanted().then(|| {
+            let (l2, builder) = (sim("op-geth"), sim("builder"));
+            let collector = spawn_self(&["--serve-otlp-sink"]);
+            let endpoint = format!("http://{}", collector.addr);
+            let switchyard = spawn_switchyard(
+                env!("CARGO_BIN_EXE_switchyard"),
+                "traced",
+                &l2,
+                &builder,
+                &[
+                    "--tracing",
+                    "--otlp-protocol",
+                    "http/protobuf",
+                    "--otlp-endpoint",
+                    &endpoint,
+                ],
+            );
+            (l2, builder, switchyard, collector)
         });
         Self {
             sims,
@@ -637,6 +683,7 @@ impl Setup {
             bare,
             switchyard,
             candidate,
+            traced,
         }
     }
 
@@ -644,8 +691,10 @@ impl Setup {
     /// is direct).
     fn configs(&self, cycles: bool) -> impl Iterator<Item = &'static str> + use<> {
         let with_candidate = self.candidate.is_some();
+        let with_traced = self.traced.is_some();
         CONFIGS.into_iter().filter(move |config| match *config {
             "candidate" => with_candidate,
+            "traced" => with_traced,
             "floor" => cycles,
             _ => true,
         })
@@ -653,7 +702,9 @@ impl Setup {
 
     /// Every builder simulator.
     fn builders(&self) -> impl Iterator<Item = &Process> {
-        std::iter::once(&self.builder).chain(self.candidate.iter().map(|(_, builder, _)| builder))
+        std::iter::once(&self.builder)
+            .chain(self.candidate.iter().map(|(_, builder, _)| builder))
+            .chain(self.traced.iter().map(|(_, builder, _, _)| builder))
     }
 
     fn target(&self, config: &str) -> Target {
@@ -676,6 +727,10 @@ impl Setup {
                 let (l2, _, switchyard) = self.candidate.as_ref().unwrap();
                 at(switchyard, l2)
             }
+            "traced" => {
+                let (l2, _, switchyard, _) = self.traced.as_ref().unwrap();
+                at(switchyard, l2)
+            }
             _ => at(&self.switchyard, &self.sims[2]),
         }
     }
@@ -690,6 +745,10 @@ impl Setup {
                 let (l2, builder, _) = self.candidate.as_ref().unwrap();
                 vec![l2, builder]
             }
+            "traced" => {
+                let (l2, builder, _, collector) = self.traced.as_ref().unwrap();
+                vec![l2, builder, collector]
+            }
             _ => vec![&self.sims[2], &self.builder],
         }
     }
@@ -699,6 +758,7 @@ impl Setup {
             "bare" => Some(&self.bare),
             "switchyard" => Some(&self.switchyard),
             "candidate" => self.candidate.as_ref().map(|(_, _, switchyard)| switchyard),
+            "traced" => self.traced.as_ref().map(|(_, _, switchyard, _)| switchyard),
             _ => None,
         }
     }
@@ -963,6 +1023,66 @@ fn print(rows: &[Row]) {
     }
 }
 
+/// `--tracing` against the same binary without it: the latency each adds to direct, as a ratio,
+/// over all rounds and within each round.
+fn print_tracing_cost(rows: &[Row]) {
+    println!(
+        "\n| workload | traced added ÷ untraced added, p50 | p99 | throughput ratio | p50 ratio each round: min / median / max | proxy CPU per op ratio |"
+    );
+    println!("|---|---:|---:|---:|---|---:|");
+    for row in rows {
+        let (Some(traced), Some(plain)) =
+            (row.results.get("traced"), row.results.get("switchyard"))
+        else {
+            continue;
+        };
+        let direct = &row.results["direct"].samples;
+        let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
+        let mut per_round: Vec<f64> = traced
+            .samples
+            .round_p50s
+            .iter()
+            .zip(&plain.samples.round_p50s)
+            .zip(&direct.round_p50s)
+            .map(|((t, p), d)| (t - d) / (p - d))
+            .collect();
+        per_round.sort_by(f64::total_cmp);
+        let cpu = traced
+            .cpu_seconds
+            .zip(plain.cpu_seconds)
+            .map_or("-".to_owned(), |(t, p)| format!("{:.2}", t / p));
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {cpu} |",
+            row.workload,
+            added(&traced.samples, 0.5) / added(&plain.samples, 0.5),
+            added(&traced.samples, 0.99) / added(&plain.samples, 0.99),
+            traced.samples.throughput() / plain.samples.throughput(),
+            per_round.first().copied().unwrap_or(f64::NAN),
+            percentile(&per_round, 0.5),
+            per_round.last().copied().unwrap_or(f64::NAN),
+        );
+    }
+}
+
+/// `--serve-otlp-sink`: an OTLP/HTTP collector that takes every export and answers 200; prints
+/// `ADDR <addr>`.
+async fn otlp_sink() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("ADDR {}", listener.local_addr().unwrap());
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
+                let _ = req.into_body().collect().await;
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// Where a block cycle's added latency goes: each step's p50, and its addition to direct's.
 fn print_steps(rows: &[Row]) {
     let rows: Vec<&Row> = rows
@@ -1045,6 +1165,35 @@ async fn orchestrate(quick: bool) {
             .await,
         ];
         print(&rows);
+        return;
+    }
+    // LOAD_ONLY=tracing: what --tracing costs, the same binary with and without it.
+    if only == "tracing" {
+        let setup = Setup::new((0, 0));
+        let rows = vec![
+            run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |t| {
+                eth_calls_owned(t, 1, calls)
+            })
+            .await,
+            run_workload(&setup, "block cycle small c=1", "block", rounds, |t| {
+                cycles_owned(t, 1, blocks)
+            })
+            .await,
+        ];
+        print(&rows);
+        print_tracing_cost(&rows);
+        // The traced switchyard did export: its spans, by outcome.
+        if let Some((_, _, traced, _)) = &setup.traced {
+            let url = format!("http://{}/metrics", traced.metrics.as_ref().unwrap());
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let response = client.get(url.parse().unwrap()).await.unwrap();
+            let page = response.into_body().collect().await.unwrap().to_bytes();
+            for line in String::from_utf8_lossy(&page).lines() {
+                if line.starts_with("switchyard_otlp_spans_total") {
+                    println!("{line}");
+                }
+            }
+        }
         return;
     }
     // LOAD_ONLY=flashblocks runs the flashblocks fan-out rows alone.
@@ -1157,6 +1306,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--serve-sim") => runtime.block_on(serve_sim(&args[1..])),
         Some("--bare-forwarder") => runtime.block_on(bare_forwarder(&args[1])),
+        Some("--serve-otlp-sink") => runtime.block_on(otlp_sink()),
         _ => runtime.block_on(orchestrate(args.iter().any(|a| a == "--quick"))),
     }
 }

@@ -392,7 +392,12 @@ async fn a_builder_restarted_mid_stream_or_a_stream_cut_mid_block_never_stalls_t
 
 /// A counter of switchyard's `/metrics`, polled until it reaches `at_least` (each poll is an HTTP
 /// round trip, so the work it waits for gets to run).
-async fn counter_reaches(url: &str, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+pub(crate) async fn counter_reaches(
+    url: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> f64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, page) = crate::harness::get(url).await;

@@ -458,3 +458,38 @@ async fn a_hanging_collector_costs_dropped_spans_never_op_nodes_calls() {
     assert!(dropped > 0.0, "{text}");
     assert_eq!(collector.spans().len(), 0, "the collector never answered");
 }
+
+/// No collector at all: every export fails at once, is counted as failed and logged once, and
+/// op-node's calls are answered as ever.
+#[tokio::test]
+async fn an_unreachable_collector_costs_failed_exports_never_op_nodes_calls() {
+    // A port that was just free: nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let collector = Receiver {
+        addr,
+        spans: Arc::default(),
+        arrived: Arc::default(),
+    };
+    let (daemon, l2, _builder) = traced_daemon(&collector, "http/protobuf", &[]).await;
+    let mut sequencer = switchyard_sim::Sequencer::connect(
+        &format!("http://{}", daemon.addr),
+        l2.secret(),
+        SequencerConfig::new(spec(Fork::Isthmus)),
+    )
+    .await
+    .expect("op-node");
+    for _ in 0..3 {
+        sequencer.step().await.expect("every block answered");
+    }
+    let metrics = daemon.metrics.clone().expect("metrics address");
+    let failed = crate::flashblocks::counter_reaches(
+        &format!("http://{metrics}/metrics"),
+        "switchyard_otlp_spans_total",
+        &[("outcome", "failed")],
+        1.0,
+    )
+    .await;
+    assert!(failed >= 1.0);
+}
