@@ -6,10 +6,11 @@
 //! (`--otlp-queue`), and one that finds it full is dropped and counted
 //! (`switchyard_otlp_spans_total{outcome="dropped"}`), never waited for. A thread of its own
 //! (with its own small runtime: encoding a batch of 512 spans takes the better part of a
-//! millisecond, which on the event loop doubled a block cycle's p99) sends the queue in batches,
-//! one export at a time, each under a timeout. The SDK's own batch processor also exports from a
-//! thread, but counts its drops only in a log line at shutdown; this one counts each drop where
-//! Prometheus sees it.
+//! millisecond, which on the event loop doubled a block cycle's p99) takes the queue every 200 ms,
+//! never woken per span (a wake-up per span cost more CPU than the export itself), and sends it
+//! in batches, one export at a time, each under a timeout. The SDK's own batch processor also
+//! exports from a thread, but wakes it per span and counts its drops only in a log line at
+//! shutdown; this one counts each drop where Prometheus sees it.
 
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ use opentelemetry_sdk::{
     error::{OTelSdkError, OTelSdkResult},
     trace::{SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor},
 };
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
 use tracing::Level;
 use tracing_subscriber::{
     Layer,
@@ -37,8 +40,8 @@ pub const SPANS: &str = "switchyard_otlp_spans_total";
 /// Spans sent in one export at most (the SDK's default).
 const BATCH: usize = 512;
 
-/// How long the first span of a batch waits for company before the batch is sent.
-const LINGER: Duration = Duration::from_secs(1);
+/// How often the export thread takes what is queued.
+const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
 /// One export's limit (the SDK's default): a collector that hangs costs a batch, not the queue.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,7 +53,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Tracing {
     provider: SdkTracerProvider,
-    waiting: Option<(mpsc::Receiver<SpanData>, TracingSettings)>,
+    waiting: Option<(Arc<SpanQueue>, TracingSettings)>,
 }
 
 /// The running export thread; [`Exporting::flush`] sends what is queued when the daemon exits.
@@ -63,14 +66,19 @@ pub struct Exporting {
 impl Tracing {
     /// The queue and the tracer for `settings`; nothing is sent until [`Tracing::start`].
     pub fn new(settings: &TracingSettings) -> Self {
-        let (sender, receiver) = mpsc::channel(settings.queue.max(1));
+        let queue = Arc::new(SpanQueue {
+            spans: Mutex::new(Vec::new()),
+            capacity: settings.queue.max(1),
+        });
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(QueueProcessor { sender })
+            .with_span_processor(QueueProcessor {
+                queue: queue.clone(),
+            })
             .with_resource(resource(settings))
             .build();
         Self {
             provider,
-            waiting: Some((receiver, settings.clone())),
+            waiting: Some((queue, settings.clone())),
         }
     }
 
@@ -105,7 +113,7 @@ impl Tracing {
     ///
     /// If the thread, its runtime or the exporter cannot be made (or this was started already).
     pub fn start(&mut self) -> anyhow::Result<Exporting> {
-        let (receiver, settings) = self
+        let (queue, settings) = self
             .waiting
             .take()
             .ok_or_else(|| anyhow::anyhow!("the OTLP export was started already"))?;
@@ -123,8 +131,7 @@ impl Tracing {
                     match exporter(&settings) {
                         Ok(exporter) => {
                             let _ = started.send(Ok(()));
-                            let batch = BATCH.min(settings.queue).max(1);
-                            export(exporter, receiver, batch, stopped).await;
+                            export(exporter, &queue, stopped).await;
                         }
                         Err(error) => {
                             let _ = started.send(Err(error));
@@ -197,17 +204,34 @@ fn resource(settings: &TracingSettings) -> Resource {
         .build()
 }
 
-/// Hands each finished span to the export task's queue, or drops it if the queue is full.
+/// Finished spans waiting for the export thread, at most `capacity`.
+#[derive(Debug)]
+struct SpanQueue {
+    spans: Mutex<Vec<SpanData>>,
+    capacity: usize,
+}
+
+impl SpanQueue {
+    fn take(&self) -> Vec<SpanData> {
+        std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Queues each finished span, or drops it if the queue is full.
 #[derive(Debug)]
 struct QueueProcessor {
-    sender: mpsc::Sender<SpanData>,
+    queue: Arc<SpanQueue>,
 }
 
 impl SpanProcessor for QueueProcessor {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if self.sender.try_send(span).is_err() {
+        let mut spans = self.queue.spans.lock().unwrap_or_else(|p| p.into_inner());
+        if spans.len() < self.queue.capacity {
+            spans.push(span);
+        } else {
+            drop(spans);
             metrics::counter!(SPANS, "outcome" => "dropped").increment(1);
         }
     }
@@ -221,44 +245,29 @@ impl SpanProcessor for QueueProcessor {
     }
 }
 
-/// Sends the queue in batches until told to stop, then what is left.
+/// Takes the queue every [`DRAIN_EVERY`] and sends it, until told to stop; then what is left.
 async fn export(
     exporter: opentelemetry_otlp::SpanExporter,
-    mut queue: mpsc::Receiver<SpanData>,
-    // At most a queue's worth: the spans held while an export hangs stay within twice the queue.
-    batch_size: usize,
+    queue: &SpanQueue,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut failing = false;
+    let mut ticks = tokio::time::interval(DRAIN_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let first = tokio::select! {
-            span = queue.recv() => span,
-            _ = &mut stop => None,
+        let stopping = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = &mut stop => true,
         };
-        let Some(first) = first else { break };
-        let mut batch = Vec::with_capacity(batch_size);
-        batch.push(first);
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
-        while batch.len() < batch_size {
-            tokio::select! {
-                Some(span) = queue.recv() => batch.push(span),
-                () = &mut linger => break,
-                else => break,
-            }
+        let mut spans = queue.take();
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(BATCH));
+            send(&exporter, spans, &mut failing).await;
+            spans = rest;
         }
-        send(&exporter, batch, &mut failing).await;
-    }
-    // Exiting: what is queued now, without lingering.
-    let mut batch = Vec::with_capacity(batch_size);
-    while let Ok(span) = queue.try_recv() {
-        batch.push(span);
-        if batch.len() == batch_size {
-            send(&exporter, std::mem::take(&mut batch), &mut failing).await;
+        if stopping {
+            return;
         }
-    }
-    if !batch.is_empty() {
-        send(&exporter, batch, &mut failing).await;
     }
 }
 
