@@ -7,7 +7,8 @@
 //! (`switchyard_otlp_spans_total{outcome="dropped"}`), never waited for. A thread of its own
 //! (with its own small runtime: encoding a batch of 512 spans takes the better part of a
 //! millisecond, which on the event loop doubled a block cycle's p99) takes the queue every 200 ms,
-//! never woken per span (a wake-up per span cost more CPU than the export itself), and sends it
+//! or when it is half full, never woken per span (a wake-up per span cost more CPU than the export
+//! itself), and sends it
 //! in batches, one export at a time, each under a timeout. The SDK's own batch processor also
 //! exports from a thread, but wakes it per span and counts its drops only in a log line at
 //! shutdown; this one counts each drop where Prometheus sees it.
@@ -69,6 +70,7 @@ impl Tracing {
         let queue = Arc::new(SpanQueue {
             spans: Mutex::new(Vec::new()),
             capacity: settings.queue.max(1),
+            half_full: tokio::sync::Notify::new(),
         });
         let provider = SdkTracerProvider::builder()
             .with_span_processor(QueueProcessor {
@@ -209,6 +211,8 @@ fn resource(settings: &TracingSettings) -> Resource {
 struct SpanQueue {
     spans: Mutex<Vec<SpanData>>,
     capacity: usize,
+    // Woken when the queue is half full: a burst is sent before it has to drop.
+    half_full: tokio::sync::Notify,
 }
 
 impl SpanQueue {
@@ -230,6 +234,9 @@ impl SpanProcessor for QueueProcessor {
         let mut spans = self.queue.spans.lock().unwrap_or_else(|p| p.into_inner());
         if spans.len() < self.queue.capacity {
             spans.push(span);
+            if spans.len() == self.queue.capacity.div_ceil(2) {
+                self.queue.half_full.notify_one();
+            }
         } else {
             drop(spans);
             metrics::counter!(SPANS, "outcome" => "dropped").increment(1);
@@ -245,7 +252,8 @@ impl SpanProcessor for QueueProcessor {
     }
 }
 
-/// Takes the queue every [`DRAIN_EVERY`] and sends it, until told to stop; then what is left.
+/// Takes the queue every [`DRAIN_EVERY`] (or when it is half full) and sends it, until told to
+/// stop; then what is left.
 async fn export(
     exporter: opentelemetry_otlp::SpanExporter,
     queue: &SpanQueue,
@@ -257,6 +265,7 @@ async fn export(
     loop {
         let stopping = tokio::select! {
             _ = ticks.tick() => false,
+            () = queue.half_full.notified() => false,
             _ = &mut stop => true,
         };
         let mut spans = queue.take();
