@@ -282,6 +282,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn payload_failures_are_forgotten_once_getpayloads_stop() {
+        let health = BuilderHealth::new("b".into());
+        for _ in 0..DEGRADED_AFTER {
+            health.record_payload(false);
+        }
+        assert!(health.is_failing_payloads());
+        // Still sequencing: a getPayload within the window keeps the run.
+        health.forget_failures_after(Duration::from_secs(60));
+        assert!(health.is_failing_payloads());
+        // None since: a follower says what it sees.
+        health.forget_failures_after(Duration::ZERO);
+        assert!(!health.is_failing_payloads());
+    }
+
+    #[test]
     fn the_health_gauges_follow_the_state() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
