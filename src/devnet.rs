@@ -69,6 +69,15 @@ pub struct DevnetArgs {
     /// Flashblocks per block (spread over the block time), with --flashblocks.
     #[arg(long, default_value_t = 5)]
     pub flashblocks_per_block: usize,
+    /// Sequencer nodes: more than one runs a cluster under an op-conductor stand-in (each node
+    /// op-geth, a builder, switchyard and op-node; `--blocks` counts slots, `--fault-rate` breaks
+    /// a random part of a random node for five slots).
+    #[arg(long, default_value_t = 1)]
+    pub sequencers: usize,
+    /// With --sequencers: a degraded (206) leader loses leadership and a degraded node is not
+    /// eligible (op-conductor's strict choice).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// What a devnet run did.
@@ -102,6 +111,11 @@ pub struct Summary {
     pub preconfirmations_broken: BTreeMap<String, u64>,
     /// Flashblocks published, over all blocks.
     pub flashblocks_published: u64,
+    /// With --sequencers: leadership changes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<crate::cluster::Failover>,
+    /// With --sequencers: slots in which no block was sequenced.
+    pub missed_slots: u64,
 }
 
 /// The faults the devnet draws from (each armed for one call of one builder).
@@ -134,7 +148,7 @@ fn fault_catalogue() -> Vec<FaultRule> {
     faults.into_iter().map(|rule| rule.times(1)).collect()
 }
 
-fn fork(name: &str) -> anyhow::Result<Fork> {
+pub(crate) fn fork(name: &str) -> anyhow::Result<Fork> {
     serde_json::from_value(serde_json::Value::String(name.to_lowercase()))
         .with_context(|| format!("--fork: unknown fork {name:?}"))
 }
@@ -148,7 +162,7 @@ fn percentiles(samples: &mut [f64]) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -164,6 +178,9 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<Summary> {
         (0.0..=1.0).contains(&args.fault_rate),
         "--fault-rate must be between 0 and 1"
     );
+    if args.sequencers > 1 {
+        return crate::cluster::devnet(&args).await;
+    }
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     let spec = ChainSpec {

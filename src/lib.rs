@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod devnet;
 pub mod health;

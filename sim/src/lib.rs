@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod conductor;
 pub mod driver;
 pub mod engine;
 pub mod faults;
@@ -68,6 +69,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 pub use auth::{now as unix_now, random_secret, secret_hex, token, token_hs384};
 pub use chain::Block;
+pub use conductor::{Conductor, SidecarHealth, Transfer};
 pub use driver::{BlockReport, BuilderPath, DriverError, EngineClient, Sequencer, SequencerConfig};
 pub use engine::{Network, PayloadIdScheme, Profile};
 pub use faults::{Fault, FaultRule, Faults, Scope, Tamper};

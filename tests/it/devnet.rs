@@ -91,3 +91,36 @@ fn devnet_with_flashblocks_misses_no_slot_and_sums_up_the_preconfirmations() {
     // Every kept or broken block says so on its line.
     assert!(stdout.lines().any(|l| l.contains(" flashblocks kept")));
 }
+
+/// `--sequencers 3`: the cluster under the conductor stand-in, with parts of nodes broken at
+/// random; one chain, failovers summed up.
+#[test]
+fn devnet_with_three_sequencers_fails_over_and_keeps_one_chain() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "devnet",
+            "--sequencers",
+            "3",
+            "--blocks",
+            "120",
+            "--block-time",
+            "25ms",
+            "--fault-rate",
+            "0.15",
+            "--seed",
+            "7",
+        ])
+        .output()
+        .expect("run the devnet");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{output:?}");
+    assert!(stdout.contains("one chain: yes"), "{stdout}");
+    assert!(stdout.contains("failovers: "), "{stdout}");
+    let slot_lines = stdout.lines().filter(|l| l.starts_with("slot ")).count();
+    assert_eq!(slot_lines, 120, "a line per slot: {stdout}");
+    // Seed 7 at rate 0.15 breaks leaders: leadership moves at least once.
+    assert!(
+        stdout.lines().any(|l| l.contains("failover node")),
+        "{stdout}"
+    );
+}

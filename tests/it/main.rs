@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod binary;
 mod builders;
+mod cluster;
 mod devnet;
 mod docs;
 mod dropin;

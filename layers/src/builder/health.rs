@@ -87,12 +87,19 @@ pub struct BuilderHealth {
     // pessimistic start would cost every fresh start its first blocks.
     state: Arc<AtomicU64>,
     payload_failures: Arc<AtomicU64>,
+    // When the last payload outcome was recorded: a node that stopped sequencing gets none.
+    last_payload: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     // Set whenever it is found unreachable; taken when it is next seen synced.
     outage: Arc<AtomicBool>,
 }
 
 /// Payload failures in a row after which a synced builder counts as degraded for health.
 pub const DEGRADED_AFTER: u64 = 3;
+
+/// Head checks with no getPayload after which a run of payload failures is forgotten: the node
+/// no longer sequences (a follower in an op-conductor cluster), and its health must then say what
+/// it can see, op-geth and the builder's sync, not how the builder did when the node last led.
+pub(super) const FORGET_FAILURES_AFTER: u32 = 5;
 
 #[derive(Deserialize)]
 struct Status {
@@ -112,6 +119,7 @@ impl BuilderHealth {
             name,
             state: Arc::new(AtomicU64::new(HealthState::Synced.pack())),
             payload_failures: Arc::new(AtomicU64::new(0)),
+            last_payload: Arc::default(),
             outage: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -119,6 +127,8 @@ impl BuilderHealth {
     /// Records whether the builder's payload for a block made it through (won, or lost only to
     /// the policy); a failure is one it caused (late, unreachable, invalid, ...).
     pub fn record_payload(&self, delivered: bool) {
+        *self.last_payload.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
         if delivered {
             self.payload_failures.store(0, Ordering::Relaxed);
         } else {
@@ -130,6 +140,17 @@ impl BuilderHealth {
     /// ([`DEGRADED_AFTER`] in a row).
     pub fn is_failing_payloads(&self) -> bool {
         self.payload_failures.load(Ordering::Relaxed) >= DEGRADED_AFTER
+    }
+
+    /// Forgets a run of payload failures when no payload outcome came for `quiet` ([`poll_heads`]
+    /// passes five of its intervals).
+    pub fn forget_failures_after(&self, quiet: Duration) {
+        let last = *self.last_payload.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() >= quiet)
+            && self.payload_failures.swap(0, Ordering::Relaxed) >= DEGRADED_AFTER
+        {
+            tracing::info!(target: "switchyard::builder", builder = %self.name, "no getPayload lately: the builder's payload failures are forgotten");
+        }
     }
 
     /// The current state.
@@ -241,6 +262,9 @@ pub async fn poll_heads(
                 },
             };
             builder.health().set(state);
+            builder
+                .health()
+                .forget_failures_after(interval * FORGET_FAILURES_AFTER);
             if state == HealthState::Synced {
                 // Back from an outage, it may have restarted with its own defaults.
                 if builder.health().take_outage() {
@@ -256,6 +280,21 @@ pub async fn poll_heads(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_failures_are_forgotten_once_getpayloads_stop() {
+        let health = BuilderHealth::new("b".into());
+        for _ in 0..DEGRADED_AFTER {
+            health.record_payload(false);
+        }
+        assert!(health.is_failing_payloads());
+        // Still sequencing: a getPayload within the window keeps the run.
+        health.forget_failures_after(Duration::from_secs(60));
+        assert!(health.is_failing_payloads());
+        // None since: a follower says what it sees.
+        health.forget_failures_after(Duration::ZERO);
+        assert!(!health.is_failing_payloads());
+    }
 
     #[test]
     fn the_health_gauges_follow_the_state() {
