@@ -294,19 +294,24 @@ async fn traced_daemon(
     (daemon, l2, builder)
 }
 
+/// An op-node stand-in sequencing through the daemon.
+async fn op_node(daemon: &Daemon, l2: &switchyard_sim::EngineSim) -> switchyard_sim::Sequencer {
+    switchyard_sim::Sequencer::connect(
+        &format!("http://{}", daemon.addr),
+        l2.secret(),
+        SequencerConfig::new(spec(Fork::Isthmus)),
+    )
+    .await
+    .expect("op-node")
+}
+
 /// Drives blocks through the daemon until one is the builder's.
 async fn blocks_until_builder_wins(
     daemon: &Daemon,
     l2: &switchyard_sim::EngineSim,
     collector: &Receiver,
 ) {
-    let mut sequencer = switchyard_sim::Sequencer::connect(
-        &format!("http://{}", daemon.addr),
-        l2.secret(),
-        SequencerConfig::new(spec(Fork::Isthmus)),
-    )
-    .await
-    .expect("op-node");
+    let mut sequencer = op_node(daemon, l2).await;
     for _ in 0..20 {
         sequencer.step().await.expect("block");
         if !builder_get_payloads(&collector.spans()).is_empty() {
@@ -391,27 +396,19 @@ fn check_tree(spans: &[Received]) {
 /// rollup-boost's transport: OTLP over gRPC.
 #[tokio::test]
 async fn traces_reach_an_otlp_grpc_collector_as_a_tree_per_call() {
-    let collector = Receiver::start(Collector::Grpc).await;
-    let (daemon, l2, _builder) = traced_daemon(&collector, "grpc", &[]).await;
-    blocks_until_builder_wins(&daemon, &l2, &collector).await;
-    let spans = collector
-        .until(|spans| {
-            builder_get_payloads(spans).first().is_some_and(|gp| {
-                children(spans, gp)
-                    .iter()
-                    .any(|c| c.name == "builder payload")
-                    && spans.iter().any(|r| r.span.name == "validate")
-            })
-        })
-        .await;
-    check_tree(&spans);
+    a_block_traced_as_a_tree(Collector::Grpc, "grpc").await;
 }
 
 /// OTLP over HTTP with protobuf bodies, posted to `/v1/traces`.
 #[tokio::test]
 async fn traces_reach_an_otlp_http_collector_as_a_tree_per_call() {
-    let collector = Receiver::start(Collector::Http).await;
-    let (daemon, l2, _builder) = traced_daemon(&collector, "http/protobuf", &[]).await;
+    a_block_traced_as_a_tree(Collector::Http, "http/protobuf").await;
+}
+
+/// Blocks through a traced daemon until the builder wins one; that block's traces, as a tree.
+async fn a_block_traced_as_a_tree(kind: Collector, protocol: &str) {
+    let collector = Receiver::start(kind).await;
+    let (daemon, l2, _builder) = traced_daemon(&collector, protocol, &[]).await;
     blocks_until_builder_wins(&daemon, &l2, &collector).await;
     let spans = collector
         .until(|spans| {
@@ -433,13 +430,7 @@ async fn a_hanging_collector_costs_dropped_spans_never_op_nodes_calls() {
     let collector = Receiver::start(Collector::Hanging).await;
     let (daemon, l2, _builder) =
         traced_daemon(&collector, "http/protobuf", &["--otlp-queue", "8"]).await;
-    let mut sequencer = switchyard_sim::Sequencer::connect(
-        &format!("http://{}", daemon.addr),
-        l2.secret(),
-        SequencerConfig::new(spec(Fork::Isthmus)),
-    )
-    .await
-    .expect("op-node");
+    let mut sequencer = op_node(&daemon, &l2).await;
     // Each block is a dozen spans or more: eight fit in the queue, the export hangs on the first
     // batch.
     for _ in 0..10 {
@@ -473,13 +464,7 @@ async fn an_unreachable_collector_costs_failed_exports_never_op_nodes_calls() {
         arrived: Arc::default(),
     };
     let (daemon, l2, _builder) = traced_daemon(&collector, "http/protobuf", &[]).await;
-    let mut sequencer = switchyard_sim::Sequencer::connect(
-        &format!("http://{}", daemon.addr),
-        l2.secret(),
-        SequencerConfig::new(spec(Fork::Isthmus)),
-    )
-    .await
-    .expect("op-node");
+    let mut sequencer = op_node(&daemon, &l2).await;
     for _ in 0..3 {
         sequencer.step().await.expect("every block answered");
     }
