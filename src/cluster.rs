@@ -323,7 +323,7 @@ impl Node {
         }];
         config.builder_policy.health_interval = options.health_interval;
         config.builder_policy.selection = options.selection;
-        config.builder_policy.payload_deadline = Duration::from_millis(200);
+        config.builder_policy.payload_deadline = Duration::from_millis(500);
         let decisions: Arc<Mutex<Vec<Decision>>> = Arc::default();
         let sink = decisions.clone();
         config.decision_sink = Some(Arc::new(move |d: &Decision| {
