@@ -36,6 +36,10 @@
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
 //!
+//! After the small block cycles at c=1 comes boost sync's lag: from op-node's `engine_newPayload`
+//! reaching op-geth to the same call reaching the builder (both simulators stamp arrivals on the
+//! wall clock; `/_sim/log`), for switchyard and for the floor.
+//!
 //! `LOAD_ONLY=tracing` runs eth_* and block cycles with a fifth configuration, *traced*: the same
 //! binary with `--tracing`, exporting over OTLP/HTTP to a collector that takes every span, for the
 //! cost of tracing as the ratio of what each adds to direct.
@@ -92,7 +96,9 @@ async fn serve_sim(args: &[String]) {
     if count > 0 {
         config.filler = Some((count, bytes));
     }
-    config.log_capacity = 16;
+    // Small blocks: room for a whole workload's calls, for the boost-sync lag (from both sides'
+    // logs). Big ones: a few (each entry holds its params).
+    config.log_capacity = if count == 0 { 16_384 } else { 16 };
     config.retain_blocks = 256;
     // Sixteen sequencers at once: each must find its payload however the others interleave.
     config.payloads_kept = 256;
@@ -1064,6 +1070,85 @@ fn print_tracing_cost(rows: &[Row]) {
     }
 }
 
+/// Boost sync's lag: from op-node's `engine_newPayload` reaching op-geth to the same call reaching
+/// the builder, from both simulators' logs (wall-clock arrival stamps, one machine), for
+/// switchyard and for the floor (the load generator relaying it itself, no proxy).
+struct BoostSyncLag {
+    pairs: Vec<(&'static str, String, String)>,
+}
+
+impl BoostSyncLag {
+    /// Forgets what the simulators logged so far.
+    async fn start(setup: &Setup) -> Self {
+        let pairs = vec![
+            (
+                "switchyard",
+                setup.sims[2].addr.clone(),
+                setup.builder.addr.clone(),
+            ),
+            (
+                "floor",
+                setup.floor.0.addr.clone(),
+                setup.floor.1.addr.clone(),
+            ),
+        ];
+        for (_, l2, builder) in &pairs {
+            for addr in [l2, builder] {
+                sim_control(addr, hyper::Method::DELETE, "/_sim/log").await;
+            }
+        }
+        Self { pairs }
+    }
+
+    async fn print(&self) {
+        println!(
+            "\n| boost sync lag (builder's arrival − op-geth's, op-node's newPayload) | p50 (ms) | p99 (ms) | blocks |"
+        );
+        println!("|---|---:|---:|---:|");
+        for (config, l2, builder) in &self.pairs {
+            let path = "/_sim/log?prefix=engine_newPayload";
+            let l2 = sim_control(l2, hyper::Method::GET, path).await;
+            let builder = sim_control(builder, hyper::Method::GET, path).await;
+            // op-geth sees a block twice when a builder built it (switchyard's validation, then
+            // op-node's newPayload): the last arrival is op-node's.
+            let mut at_l2 = std::collections::HashMap::new();
+            for call in l2.as_array().into_iter().flatten() {
+                at_l2.insert(call["params_hash"].as_u64(), call["unix_nanos"].as_u64());
+            }
+            let mut lags: Vec<f64> = builder
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|call| {
+                    let at_builder = call["unix_nanos"].as_u64()?;
+                    let at_l2 = (*at_l2.get(&call["params_hash"].as_u64())?)?;
+                    Some((at_builder as f64 - at_l2 as f64) / 1e6)
+                })
+                .collect();
+            lags.sort_by(f64::total_cmp);
+            println!(
+                "| {config} | {:.3} | {:.3} | {} |",
+                percentile(&lags, 0.5),
+                percentile(&lags, 0.99),
+                lags.len()
+            );
+        }
+    }
+}
+
+/// A simulator's control endpoint: the JSON it answers (`Null` if none).
+async fn sim_control(addr: &str, method: hyper::Method, path: &str) -> serde_json::Value {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap_or_default()
+}
+
 /// `--serve-otlp-sink`: an OTLP/HTTP collector that takes every export and answers 200; prints
 /// `ADDR <addr>`.
 async fn otlp_sink() {
@@ -1140,6 +1225,7 @@ async fn orchestrate(quick: bool) {
         let concurrency = if only.ends_with("-16") { 16 } else { 1 };
         let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) });
         eprintln!("switchyard pid {}", setup.switchyard.pid());
+        let lag = BoostSyncLag::start(&setup).await;
         let rows = vec![
             run_workload(&setup, &only, "block", 10, |t| {
                 cycles_owned(
@@ -1151,6 +1237,9 @@ async fn orchestrate(quick: bool) {
             .await,
         ];
         print(&rows);
+        if !big {
+            lag.print().await;
+        }
         return;
     }
     // LOAD_ONLY=fcu runs forkchoice updates with attributes (the builder hanging) alone.
@@ -1233,12 +1322,14 @@ async fn orchestrate(quick: bool) {
             })
             .await,
         );
+        let lag = BoostSyncLag::start(&setup).await;
         rows.push(
             run_workload(&setup, "block cycle small c=1", "block", rounds, |t| {
                 cycles_owned(t, 1, blocks)
             })
             .await,
         );
+        lag.print().await;
         rows.push(
             run_workload(&setup, "block cycle small c=16", "block", rounds, |t| {
                 cycles_owned(t, 16, blocks / 8)

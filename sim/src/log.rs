@@ -22,6 +22,9 @@ pub struct LogEntry {
     pub id: String,
     /// When the request arrived (after its body was read, before any fault or processing).
     pub at: Instant,
+    /// The same moment on the wall clock, in nanoseconds since the Unix epoch: comparable across
+    /// processes (the load bench's boost-sync lag, from two simulators' logs).
+    pub unix_nanos: u64,
 }
 
 impl LogEntry {

@@ -134,6 +134,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         return text(StatusCode::BAD_REQUEST, "body read failed\n");
     };
     let arrived = Instant::now();
+    let arrived_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let calls = match parse(&body) {
         Ok(calls) => calls,
         Err(response) => return json_response(response),
@@ -149,6 +152,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 params: params.clone(),
                 id,
                 at: arrived,
+                unix_nanos: arrived_unix,
             });
         }
     }
@@ -323,9 +327,12 @@ fn answer(engine: &Engine, call: &Call) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `/_sim/faults` (POST a rule, DELETE all), `/_sim/release` (POST): for out-of-process runs.
+/// `/_sim/faults` (POST a rule, DELETE all), `/_sim/release` (POST), `/_sim/log` (GET the calls
+/// whose method starts with `?prefix=`, each as its method, a hash of its params and its arrival
+/// in Unix nanoseconds; DELETE to forget them): for out-of-process runs.
 async fn control(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
     let method = req.method().clone();
     let body = req
         .into_body()
@@ -353,6 +360,30 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         ("POST", "/_sim/release") => {
             faults.release_hangs();
             text(StatusCode::OK, "released\n")
+        }
+        ("GET", "/_sim/log") => {
+            let prefix = query.strip_prefix("prefix=").unwrap_or_default();
+            let calls: Vec<serde_json::Value> = shared
+                .log
+                .calls(prefix)
+                .iter()
+                .map(|call| {
+                    use std::hash::{Hash, Hasher};
+                    // The same call relayed elsewhere has the same params: this pairs them.
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    call.params.hash(&mut hasher);
+                    serde_json::json!({
+                        "method": call.method,
+                        "params_hash": hasher.finish(),
+                        "unix_nanos": call.unix_nanos,
+                    })
+                })
+                .collect();
+            json_response(serde_json::to_vec(&calls).unwrap_or_default())
+        }
+        ("DELETE", "/_sim/log") => {
+            shared.log.clear();
+            text(StatusCode::OK, "cleared\n")
         }
         _ => text(StatusCode::NOT_FOUND, "unknown control path\n"),
     }

@@ -666,6 +666,51 @@ async fn the_control_endpoint_sets_and_clears_faults() {
     );
 }
 
+/// `/_sim/log`: the calls of a method, each with a hash of its params and its wall-clock
+/// arrival, for comparing two simulators' logs from another process; DELETE forgets them.
+#[tokio::test]
+async fn the_control_endpoint_lists_and_forgets_logged_calls() {
+    let geth = sim(SimConfig::op_geth(spec(Fork::Isthmus))).await;
+    let get = |method: &'static str| {
+        let url = format!("{}/_sim/log?prefix=eth_chainId", geth.url());
+        async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<Bytes>>();
+            let request = http::Request::builder()
+                .method(method)
+                .uri(url)
+                .body(http_body_util::Full::new(Bytes::new()))
+                .expect("request");
+            let response = client.request(request).await.expect("control");
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default()
+        }
+    };
+    let before = crate::unix_now() as u64;
+    for _ in 0..2 {
+        client(&geth)
+            .call::<String>("eth_chainId", json!([]))
+            .await
+            .expect("chain id");
+    }
+    client(&geth)
+        .call::<String>("eth_blockNumber", json!([]))
+        .await
+        .expect("block number");
+    let calls = get("GET").await;
+    let calls = calls.as_array().expect("a list");
+    assert_eq!(calls.len(), 2, "only the method asked for: {calls:?}");
+    assert_eq!(calls[0]["params_hash"], calls[1]["params_hash"]);
+    let at = calls[0]["unix_nanos"].as_u64().expect("nanos") / 1_000_000_000;
+    assert!(at >= before && at <= before + 60, "{at} vs {before}");
+    get("DELETE").await;
+    assert_eq!(get("GET").await, json!([]));
+}
+
 #[tokio::test]
 async fn a_restarted_simulator_keeps_its_chain_and_port() {
     let mut geth = sim(SimConfig::op_geth(spec(Fork::Isthmus))).await;
