@@ -628,24 +628,32 @@ async fn syncing_and_lag_faults() {
     assert_eq!(lagger.head().hash, leader.head().hash);
 }
 
+/// One call to a simulator's control endpoint: its status and body.
+async fn control_call(method: &str, url: String, body: &'static str) -> (StatusCode, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(http_body_util::Full::new(Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .expect("request");
+    let response = client.request(request).await.expect("control");
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body)
+}
+
 #[tokio::test]
 async fn the_control_endpoint_sets_and_clears_faults() {
     let geth = sim(SimConfig::op_geth(spec(Fork::Isthmus))).await;
     let control = |method: &'static str, path: &'static str, body: &'static str| {
         let url = format!("{}{path}", geth.url());
-        async move {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Full<Bytes>>();
-            let request = http::Request::builder()
-                .method(method)
-                .uri(url)
-                .body(http_body_util::Full::new(Bytes::from_static(
-                    body.as_bytes(),
-                )))
-                .expect("request");
-            client.request(request).await.expect("control").status()
-        }
+        async move { control_call(method, url, body).await.0 }
     };
     let rule = r#"{"fault":{"kind":"rpc_error","code":-32099,"message":"from control"},"scope":{"method":"eth_chainId"}}"#;
     assert_eq!(control("POST", "/_sim/faults", rule).await, StatusCode::OK);
@@ -674,19 +682,7 @@ async fn the_control_endpoint_lists_and_forgets_logged_calls() {
     let get = |method: &'static str| {
         let url = format!("{}/_sim/log?prefix=eth_chainId", geth.url());
         async move {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Full<Bytes>>();
-            let request = http::Request::builder()
-                .method(method)
-                .uri(url)
-                .body(http_body_util::Full::new(Bytes::new()))
-                .expect("request");
-            let response = client.request(request).await.expect("control");
-            let body = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .expect("body")
-                .to_bytes();
+            let (_, body) = control_call(method, url, "").await;
             serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default()
         }
     };
