@@ -182,6 +182,15 @@ impl Cluster {
         &self.chain
     }
 
+    /// Whether the chain is one chain: each block's number one more than the last's, on it (no
+    /// block sequenced twice, no fork).
+    pub fn one_chain(&self) -> bool {
+        self.chain.windows(2).all(|pair| {
+            pair[1].header.number == pair[0].header.number + 1
+                && pair[1].header.parent_hash == pair[0].hash
+        })
+    }
+
     /// Each node's `/healthz` now.
     pub async fn health(&self) -> Vec<SidecarHealth> {
         let polls = self.nodes.iter().map(|node| async move {
@@ -618,10 +627,7 @@ pub async fn devnet(args: &crate::devnet::DevnetArgs) -> anyhow::Result<crate::d
             )?;
         }
     }
-    let chain = cluster.chain();
-    let one_chain = chain.windows(2).all(|w| {
-        w[1].header.number == w[0].header.number + 1 && w[1].header.parent_hash == w[0].hash
-    });
+    let one_chain = cluster.one_chain();
     if !one_chain {
         summary.failed_blocks += 1;
     }

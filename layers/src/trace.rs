@@ -156,16 +156,6 @@ impl TraceLink {
         Self::default()
     }
 
-    /// Whether it holds a span's context.
-    pub fn is_set(&self) -> bool {
-        #[cfg(feature = "otel")]
-        {
-            self.context.is_some()
-        }
-        #[cfg(not(feature = "otel"))]
-        false
-    }
-
     /// Links `span` to the carried span: `span` follows from it (another call's, in another
     /// trace, such as the forkchoice update that started a getPayload's job).
     pub fn link(&self, span: &Span) {
