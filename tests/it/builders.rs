@@ -364,8 +364,10 @@ async fn a_builder_hanging_on_every_forkchoice_update_still_gets_every_block() {
     // Each block queues a forkchoice update with attributes, a newPayload and a forkchoice update
     // on the builder's lane; the update the builder holds is given up at the next attributes, and
     // an update that waited out the builder timeout is dropped unsent.
+    let mut reasons = Vec::new();
     for _ in 0..blocks {
         net.step().await;
+        reasons.push(net.last().builders[0].lost.unwrap_or("won"));
     }
     net.builders[0]
         .log()
@@ -379,8 +381,19 @@ async fn a_builder_hanging_on_every_forkchoice_update_still_gets_every_block() {
         "{fcus} of {} forkchoice updates reached the builder",
         2 * blocks
     );
+    // Three held in a row, it is no longer asked while it holds one (until the builder timeout
+    // ends that one): getPayload does not wait for it.
+    assert!(reasons.contains(&"skipped_unanswered"), "{reasons:?}");
+    assert!(!reasons.contains(&"won"), "{reasons:?}");
     net.builders[0].faults().clear();
     net.builders[0].faults().release_hangs();
+    // Its answer to the update it held puts it back.
+    let mut won = false;
+    for _ in 0..4 {
+        let report = net.step().await;
+        won |= net.built_by(report.number, "builder");
+    }
+    assert!(won, "the builder wins again once it answers");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -80,12 +80,18 @@ struct Job {
     trace: TraceLink,
 }
 
+/// Forkchoice updates in a row a builder may hold unanswered before it is skipped while it holds
+/// another: one or two hung updates (a slow block) cost it nothing further.
+pub(super) const UNANSWERED_IN_A_ROW: u32 = 3;
+
 /// A bounded queue with one worker: calls reach the builder one at a time, in order.
 #[derive(Debug)]
 pub(super) struct Lane {
     sender: mpsc::Sender<Job>,
     // A forkchoice update is with the builder now: the next block's may supersede it.
     forkchoice_in_flight: Arc<std::sync::atomic::AtomicBool>,
+    // Forkchoice updates in a row the builder held until superseded or timed out.
+    forkchoice_unanswered: Arc<AtomicU32>,
     supersede: Arc<tokio::sync::Notify>,
     depth: Arc<AtomicUsize>,
     bytes: Arc<AtomicUsize>,
@@ -111,8 +117,10 @@ impl Lane {
         let (worker_depth, worker_bytes) = (depth.clone(), bytes.clone());
         let worker_metrics = lane_metrics.clone();
         let forkchoice_in_flight = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forkchoice_unanswered = Arc::new(AtomicU32::new(0));
         let supersede = Arc::new(tokio::sync::Notify::new());
         let (in_flight, superseded) = (forkchoice_in_flight.clone(), supersede.clone());
+        let unanswered = forkchoice_unanswered.clone();
         tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
                 let waiting = worker_depth
@@ -149,6 +157,16 @@ impl Lane {
                         result = client.relay(&job.call).instrument(span.clone()) => Some(result),
                         () = superseded.notified() => None,
                     };
+                    let held = match &relayed {
+                        None => true,
+                        Some(Err(error)) => error.label() == "timeout",
+                        Some(Ok(_)) => false,
+                    };
+                    if held {
+                        unanswered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        unanswered.store(0, Ordering::Relaxed);
+                    }
                     in_flight.store(false, Ordering::Release);
                     relayed
                 } else {
@@ -187,6 +205,7 @@ impl Lane {
         Self {
             sender,
             forkchoice_in_flight,
+            forkchoice_unanswered,
             supersede,
             depth,
             bytes,
@@ -203,6 +222,16 @@ impl Lane {
             // Wakes the worker's wait only: no permit is left behind for a later update.
             self.supersede.notify_waiters();
         }
+    }
+
+    /// Whether the builder holds a forkchoice update now after holding the last
+    /// [`UNANSWERED_IN_A_ROW`] unanswered (each superseded by the next block's, or timed out): a
+    /// builder that answers none is not sent one per block (each would cost a connection, the
+    /// last one given up, and getPayload a wait for an answer that never comes), but one per
+    /// timeout, until it answers again.
+    pub(super) fn holds_unanswered_forkchoice(&self) -> bool {
+        self.forkchoice_unanswered.load(Ordering::Relaxed) >= UNANSWERED_IN_A_ROW
+            && self.forkchoice_in_flight.load(Ordering::Acquire)
     }
 
     /// Queues `call`, sent as it is (its own bytes and id) with the builder's JWT.
@@ -380,5 +409,54 @@ mod tests {
                 "engine_forkchoiceUpdatedV3"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_builder_holding_three_updates_in_a_row_is_skipped_while_it_holds_the_next() {
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let arrived = Arc::new(Notify::new());
+        let (hanging, arriving) = (hang.clone(), arrived.clone());
+        let upstream = tower::service_fn(move |_: Request<RpcBody>| {
+            let (hang, arrived) = (hanging.load(Ordering::Relaxed), arriving.clone());
+            async move {
+                arrived.notify_one();
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x1"}"#;
+                Ok::<_, Infallible>(Response::new(RpcBody::new(Bytes::from_static(body))))
+            }
+        });
+        let client = BuilderClient::from_service("builder", upstream);
+        let lane = Lane::spawn(client, "engine", 8, 1 << 20, None, None);
+        for held in 1..=UNANSWERED_IN_A_ROW {
+            let update = send(&lane, "engine_forkchoiceUpdatedV3");
+            arrived.notified().await;
+            assert!(
+                !lane.holds_unanswered_forkchoice(),
+                "{held} held so far: still asked"
+            );
+            lane.supersede_forkchoice();
+            assert_eq!(update.await.expect("answered"), Err(BuilderError::Stale));
+        }
+        assert!(
+            !lane.holds_unanswered_forkchoice(),
+            "holding none now: the next is sent"
+        );
+        let update = send(&lane, "engine_forkchoiceUpdatedV3");
+        arrived.notified().await;
+        assert!(
+            lane.holds_unanswered_forkchoice(),
+            "skipped while it holds this one"
+        );
+        // It recovers: the update it holds ends, the next is answered, and it is asked again.
+        hang.store(false, Ordering::Relaxed);
+        lane.supersede_forkchoice();
+        assert_eq!(update.await.expect("answered"), Err(BuilderError::Stale));
+        let update = send(&lane, "engine_forkchoiceUpdatedV3");
+        assert!(update.await.expect("answered").is_ok());
+        let update = send(&lane, "engine_forkchoiceUpdatedV3");
+        assert!(update.await.expect("answered").is_ok());
+        assert!(!lane.holds_unanswered_forkchoice());
     }
 }

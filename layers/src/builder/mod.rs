@@ -148,15 +148,24 @@ impl Builder {
     /// The skip reason of a builder whose engine lane is full.
     pub const QUEUE_FULL: &'static str = "queue_full";
 
+    /// The skip reason of a builder that holds a forkchoice update after leaving the last
+    /// three unanswered (each given up at the next block's, or timed out): it is asked again
+    /// once that one ends.
+    pub const UNANSWERED: &'static str = "skipped_unanswered";
+
     /// Why a forkchoice update with attributes queued now would not reach it, as a skip
-    /// reason: not synced (its health's reason), or its engine lane full (`queue_full`); `None`
-    /// when it would.
+    /// reason: not synced (its health's reason), its engine lane full (`queue_full`), or still
+    /// holding a forkchoice update after three unanswered in a row (`skipped_unanswered`);
+    /// `None` when it would.
     pub fn build_skip_reason(&self) -> Option<&'static str> {
         if !self.health.is_synced() {
             return Some(self.health.state().skip_reason());
         }
         if !self.engine.has_room() {
             return Some(Self::QUEUE_FULL);
+        }
+        if self.engine.holds_unanswered_forkchoice() {
+            return Some(Self::UNANSWERED);
         }
         None
     }
