@@ -94,8 +94,22 @@ pub fn forkchoice_head(params: &[u8]) -> Result<(B256, Option<&[u8]>), serde_jso
     }
     let not_params = |_| <serde_json::Error as serde::de::Error>::custom("not forkchoice params");
     let (state, attributes) = crate::scan::head_and_rest(params).map_err(not_params)?;
-    let state: Head = serde_json::from_slice(&params[state])?;
-    Ok((state.head_block_hash, attributes_of(params, attributes)))
+    let state = &params[state];
+    let head = match scanned_head(state) {
+        Some(head) => head,
+        None => serde_json::from_slice::<Head>(state)?.head_block_hash,
+    };
+    Ok((head, attributes_of(params, attributes)))
+}
+
+/// `headBlockHash` as op-node writes it (`"0x"` and 64 hex digits, no escape anywhere in the
+/// state), read off the scan; anything else is left to the decode, whose verdict stands.
+fn scanned_head(state: &[u8]) -> Option<B256> {
+    if memchr::memchr(b'\\', state).is_some() {
+        return None;
+    }
+    let [head] = crate::scan::members_loosely(state, [b"headBlockHash"]).ok()?;
+    crate::scan::hex_literal(&state[head?]).map(B256::from)
 }
 
 fn attributes_of(params: &[u8], rest: Option<std::ops::Range<usize>>) -> Option<&[u8]> {
@@ -283,6 +297,57 @@ fn quantity_u256(out: &mut Vec<u8>, value: U256) {
     out.extend_from_slice(format!("\"{value:#x}\"").as_bytes());
 }
 
+/// A JSON array of `"0x…"` strings (whitespace as JSON allows), decoded into one buffer that
+/// every element shares: one allocation for thousands of transactions. `None` for anything else.
+fn hex_strings(array: &[u8]) -> Option<Vec<alloy_primitives::Bytes>> {
+    let ws = |i: usize| crate::scan::skip_ws(array, i);
+    let mut digits = Vec::new();
+    let mut i = ws(0);
+    if array.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = ws(i + 1);
+    if array.get(i) != Some(&b']') {
+        loop {
+            let start = i + array.get(i..)?.strip_prefix(b"\"0x").map(|_| 3)?;
+            let end = start + memchr::memchr(b'"', array.get(start..)?)?;
+            if (end - start) % 2 != 0 {
+                return None;
+            }
+            digits.push(start..end);
+            i = ws(end + 1);
+            match array.get(i) {
+                Some(b',') => i = ws(i + 1),
+                Some(b']') => break,
+                _ => return None,
+            }
+        }
+    }
+    if ws(i + 1) != array.len() {
+        return None;
+    }
+    let mut buffer = vec![0u8; digits.iter().map(|span| span.len() / 2).sum()];
+    let mut at = 0;
+    for span in &digits {
+        let len = span.len() / 2;
+        alloy_primitives::hex::decode_to_slice(&array[span.clone()], &mut buffer[at..at + len])
+            .ok()?;
+        at += len;
+    }
+    let buffer = Bytes::from(buffer);
+    let mut at = 0;
+    Some(
+        digits
+            .iter()
+            .map(|span| {
+                let len = span.len() / 2;
+                at += len;
+                alloy_primitives::Bytes::from(buffer.slice(at - len..at))
+            })
+            .collect(),
+    )
+}
+
 /// Why an envelope could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -448,27 +513,41 @@ impl Envelope {
     /// Writes the envelope out once; op-geth's newPayload params and op-node's answer are both
     /// cut from these bytes.
     pub fn write(&self) -> Written {
-        self.write_framed(b"", b"")
+        self.write_framed(b"", b"", None)
     }
 
     /// As [`Envelope::write`], inside the JSON-RPC answer to the call with raw id `id` (see
     /// [`Written::answer`]): the answer to op-node needs no second copy of the payload.
     pub fn write_answer(&self, id: &[u8]) -> Written {
+        self.write_answer_listing(id, None)
+    }
+
+    /// [`Envelope::write_answer`], with the payload's transactions written as `transactions`,
+    /// the array [`Envelope::parse_answer_with_transactions`] read this envelope's from: copied,
+    /// not encoded again (what op-geth validates and op-node gets are the very strings checked).
+    pub fn write_answer_with_transactions(&self, id: &[u8], transactions: &[u8]) -> Written {
+        self.write_answer_listing(id, Some(transactions))
+    }
+
+    fn write_answer_listing(&self, id: &[u8], transactions: Option<&[u8]>) -> Written {
         let mut prefix = Vec::with_capacity(40 + id.len());
         prefix.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         prefix.extend_from_slice(if id.is_empty() { b"null" } else { id });
         prefix.extend_from_slice(b",\"result\":");
-        self.write_framed(&prefix, b"}")
+        self.write_framed(&prefix, b"}", transactions)
     }
 
-    fn write_framed(&self, prefix: &[u8], suffix: &[u8]) -> Written {
+    fn write_framed(&self, prefix: &[u8], suffix: &[u8], transactions: Option<&[u8]>) -> Written {
         let payload = self.payload();
-        let hex_len: usize = payload.transactions.iter().map(|tx| 2 * tx.len() + 5).sum();
+        let hex_len: usize = match transactions {
+            Some(listed) => listed.len(),
+            None => payload.transactions.iter().map(|tx| 2 * tx.len() + 5).sum(),
+        };
         let mut out = Vec::with_capacity(prefix.len() + hex_len + 2_048);
         out.extend_from_slice(prefix);
         out.extend_from_slice(b"{\"executionPayload\":");
         let start = out.len();
-        self.write_payload(&mut out);
+        self.write_payload(&mut out, transactions);
         let end = out.len();
         out.extend_from_slice(b",\"blockValue\":");
         quantity_u256(&mut out, self.block_value());
@@ -531,7 +610,7 @@ impl Envelope {
 
     /// The execution payload object. Hex is written straight into the buffer: serde's
     /// per-character escape check of megabytes of transactions cost more than the block hash.
-    fn write_payload(&self, out: &mut Vec<u8>) {
+    fn write_payload(&self, out: &mut Vec<u8>, transactions: Option<&[u8]>) {
         let withdrawals = self.withdrawals();
         if withdrawals.is_some_and(|w| !w.is_empty()) {
             // Never valid on OP (the checks refuse it); written exactly, not fast.
@@ -571,14 +650,20 @@ impl Envelope {
         quantity_u256(out, p.base_fee_per_gas);
         out.extend_from_slice(b",\"blockHash\":");
         hex(out, p.block_hash.as_slice());
-        out.extend_from_slice(b",\"transactions\":[");
-        for (i, tx) in p.transactions.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+        out.extend_from_slice(b",\"transactions\":");
+        match transactions {
+            Some(listed) => out.extend_from_slice(listed),
+            None => {
+                out.push(b'[');
+                for (i, tx) in p.transactions.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    hex(out, tx);
+                }
+                out.push(b']');
             }
-            hex(out, tx);
         }
-        out.push(b']');
         if withdrawals.is_some() {
             out.extend_from_slice(b",\"withdrawals\":[]");
         }
@@ -618,6 +703,78 @@ impl Envelope {
     ///
     /// The JSON-RPC error the answer carries, or why it is not that version's envelope.
     pub fn parse_answer(version: u8, body: &[u8]) -> Result<Self, AnswerError> {
+        if let Some((envelope, _)) = Self::parse_answer_scanned(version, body) {
+            return Ok(envelope);
+        }
+        Self::parse_answer_decoded(version, body)
+    }
+
+    /// [`Envelope::parse_answer`], and the payload's `transactions` array as received when the
+    /// scan read it (every element `"0x…"`, even-length hex, no escape: the text an encoder
+    /// would write, up to case and spacing), for [`Envelope::write_answer_with_transactions`]
+    /// to copy instead of encoding them again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Envelope::parse_answer`].
+    pub fn parse_answer_with_transactions(
+        version: u8,
+        body: &Bytes,
+    ) -> Result<(Self, Option<Bytes>), AnswerError> {
+        if let Some((envelope, listed)) = Self::parse_answer_scanned(version, body) {
+            return Ok((envelope, Some(body.slice(listed))));
+        }
+        Self::parse_answer_decoded(version, body).map(|envelope| (envelope, None))
+    }
+
+    /// [`Envelope::parse_answer`] for an answer as execution clients write it: the
+    /// transactions (nearly all of a big payload's bytes) cut out by the scan and hex-decoded
+    /// into one buffer, everything else decoded as ever. `None` (and the whole answer to the
+    /// decode, whose verdict stands) for anything else: an escape anywhere, an error member, a
+    /// transaction not written `"0x…"`, an array the scan does not follow.
+    fn parse_answer_scanned(version: u8, body: &[u8]) -> Option<(Self, std::ops::Range<usize>)> {
+        if memchr::memchr(b'\\', body).is_some() {
+            return None;
+        }
+        let inner = |outer: std::ops::Range<usize>, key: &[u8]| {
+            let [span] = crate::scan::members_loosely(&body[outer.clone()], [key]).ok()?;
+            span.map(|span| outer.start + span.start..outer.start + span.end)
+        };
+        let [result, error] = crate::scan::members_loosely(body, [b"result", b"error"]).ok()?;
+        if error.is_some_and(|error| &body[error] != b"null") {
+            return None;
+        }
+        let payload = inner(result?, b"executionPayload")?;
+        let listed = inner(payload, b"transactions")?;
+        let transactions = hex_strings(&body[listed.clone()])?;
+        let mut rest = Vec::with_capacity(body.len() - listed.len() + 2);
+        rest.extend_from_slice(&body[..listed.start]);
+        rest.extend_from_slice(b"[]");
+        rest.extend_from_slice(&body[listed.end..]);
+        let mut envelope = Self::parse_answer_decoded(version, &rest).ok()?;
+        *envelope.transactions_mut() = transactions;
+        Some((envelope, listed))
+    }
+
+    fn transactions_mut(&mut self) -> &mut Vec<alloy_primitives::Bytes> {
+        match self {
+            Self::V2(e) => match &mut e.execution_payload {
+                ExecutionPayloadFieldV2::V1(p) => &mut p.transactions,
+                ExecutionPayloadFieldV2::V2(p) => &mut p.payload_inner.transactions,
+            },
+            Self::V3(e) => &mut e.execution_payload.payload_inner.payload_inner.transactions,
+            Self::V4(e) => {
+                &mut e
+                    .execution_payload
+                    .payload_inner
+                    .payload_inner
+                    .payload_inner
+                    .transactions
+            }
+        }
+    }
+
+    fn parse_answer_decoded(version: u8, body: &[u8]) -> Result<Self, AnswerError> {
         #[derive(Deserialize)]
         struct Answer<T> {
             #[serde(default = "Option::default")]
@@ -682,6 +839,39 @@ mod tests {
             assert_eq!(EngineMethod::parse(name), None, "{name}");
         }
         assert_eq!(EngineMethod::GetPayload(5).name(), "engine_getPayloadV5");
+    }
+
+    #[test]
+    fn the_head_read_off_the_scan_is_the_decodes_and_odd_ones_go_to_the_decode() {
+        let hash = format!("0x{}", "ab".repeat(32));
+        let expected: B256 = hash.parse().expect("hash");
+        let state = |head: &str| {
+            format!(
+                r#"[{{"headBlockHash":{head},"safeBlockHash":"{hash}","finalizedBlockHash":"{hash}"}}]"#
+            )
+        };
+        for head in [
+            format!("\"{hash}\""),
+            format!("\"{}\"", hash.to_uppercase().replacen("0X", "0x", 1)),
+            // Escapes and a missing prefix are the decode's to judge.
+            format!("\"\\u0030x{}\"", "ab".repeat(32)),
+            format!("\"{}\"", "ab".repeat(32)),
+        ] {
+            let params = state(&head);
+            let decoded = serde_json::from_str::<serde_json::Value>(&params).expect("json")[0]
+                ["headBlockHash"]
+                .as_str()
+                .and_then(|h| h.parse::<B256>().ok());
+            assert_eq!(
+                forkchoice_head(params.as_bytes()).ok().map(|(h, _)| h),
+                decoded,
+                "{head}"
+            );
+            assert_eq!(decoded, Some(expected), "{head}");
+        }
+        for bad in ["\"0x12\"", "\"0xzz\"", "1", "null"] {
+            assert!(forkchoice_head(state(bad).as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -761,11 +951,11 @@ mod tests {
         payload
     }
 
-    #[test]
-    fn written_envelopes_equal_serdes_and_params_follow_op_node() {
+    /// An envelope of every version (V2 twice: before and after Canyon).
+    fn envelopes() -> [(u8, serde_json::Value); 4] {
         let beacon = format!("0x{}", "77".repeat(32));
         let sidecar = serde_json::json!({"commitments": [], "proofs": [], "blobs": []});
-        let cases = [
+        [
             (
                 2,
                 serde_json::json!({"executionPayload": payload_json(false, false, false), "blockValue": "0x0"}),
@@ -785,8 +975,129 @@ mod tests {
                 "blobsBundle": sidecar, "shouldOverrideBuilder": false, "parentBeaconBlockRoot": beacon,
                 "executionRequests": []}),
             ),
+        ]
+    }
+
+    /// The answers of every version, with `transactions` replaced by `txs` (raw JSON).
+    fn answers(txs: &str) -> Vec<(u8, String)> {
+        envelopes()
+            .into_iter()
+            .map(|(version, envelope)| {
+                let answer = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": envelope});
+                let text = answer
+                    .to_string()
+                    .replace(r#"["0x7e01","0x02abcdef"]"#, txs);
+                (version, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn answers_read_off_the_scan_equal_the_decodes_and_the_rest_go_to_the_decode() {
+        let many: Vec<String> = (0..300u32)
+            .map(|i| format!("\"0x02{}\"", "ab".repeat(i as usize % 40)))
+            .collect();
+        let scanned = [
+            r#"["0x7e01","0x02abcdef"]"#.to_owned(),
+            "[]".to_owned(),
+            "[ ]".to_owned(),
+            r#"["0x"]"#.to_owned(),
+            r#"[ "0x7E01" ,
+              "0x02ABcdef" ]"#
+                .to_owned(),
+            format!("[{}]", many.join(",")),
         ];
-        for (version, value) in cases {
+        let decoded = [
+            r#"["7e01"]"#,
+            r#"["0x7e0"]"#,
+            r#"["0x7e0g"]"#,
+            r#"["0x7e01",]"#,
+            r#"["0x7e01" "0x02"]"#,
+            r#"["0x7e01",1]"#,
+            r#"["\u0030x7e01"]"#,
+            r#"{"0x7e01":1}"#,
+            r#"null"#,
+            r#"["0x7e01"],"transactions":["0x02"]"#,
+        ];
+        let same = |version: u8, text: &str| {
+            let scanned =
+                Envelope::parse_answer(version, text.as_bytes()).map(|e| format!("{e:?}"));
+            let decoded =
+                Envelope::parse_answer_decoded(version, text.as_bytes()).map(|e| format!("{e:?}"));
+            match (scanned, decoded) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("{text}: {a:?} against {b:?}"),
+            }
+        };
+        for txs in &scanned {
+            for (version, text) in answers(txs) {
+                assert!(
+                    Envelope::parse_answer_scanned(version, text.as_bytes()).is_some(),
+                    "v{version} {txs}: read off the scan"
+                );
+                same(version, &text);
+                // Written back with the transactions as received: what op-geth validates and
+                // op-node gets reads as the envelope checked; byte for byte as written afresh
+                // when the builder wrote them as we do.
+                let body = Bytes::from(text.clone());
+                let (envelope, listed) =
+                    Envelope::parse_answer_with_transactions(version, &body).expect("reads");
+                let listed = listed.expect("read off the scan");
+                let copied = envelope.write_answer_with_transactions(b"7", &listed);
+                let encoded = envelope.write_answer(b"7");
+                let reread = |written: &Written| {
+                    let answer = written.answer().expect("an answer");
+                    format!(
+                        "{:?}",
+                        Envelope::parse_answer(version, answer).expect("reads")
+                    )
+                };
+                assert_eq!(reread(&copied), reread(&encoded), "v{version} {txs}");
+                let params = |written: &Written| {
+                    serde_json::from_slice::<serde_json::Value>(&written.new_payload_params().1)
+                        .expect("params")
+                };
+                let (copied_params, encoded_params) = (params(&copied), params(&encoded));
+                let lower = |v: &serde_json::Value| v.to_string().to_lowercase();
+                assert_eq!(
+                    lower(&copied_params),
+                    lower(&encoded_params),
+                    "v{version} {txs}"
+                );
+                if !txs.contains(char::is_whitespace) && txs == &txs.to_lowercase() {
+                    assert_eq!(copied.answer(), encoded.answer(), "v{version} {txs}");
+                }
+            }
+        }
+        for txs in decoded {
+            for (version, text) in answers(txs) {
+                assert!(
+                    Envelope::parse_answer_scanned(version, text.as_bytes()).is_none(),
+                    "v{version} {txs}: left to the decode"
+                );
+                same(version, &text);
+            }
+        }
+        // An error answer, and a key escaped elsewhere, are the decode's too.
+        let error =
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-38001,"message":"Unknown payload"}}"#;
+        assert!(Envelope::parse_answer_scanned(4, error).is_none());
+        assert!(matches!(
+            Envelope::parse_answer(4, error),
+            Err(AnswerError::Rpc(_))
+        ));
+        for (version, text) in answers(r#"["0x7e01"]"#) {
+            let escaped = text.replace("\"blockValue\"", "\"block\\u0056alue\"");
+            assert!(Envelope::parse_answer_scanned(version, escaped.as_bytes()).is_none());
+            same(version, &escaped);
+        }
+    }
+
+    #[test]
+    fn written_envelopes_equal_serdes_and_params_follow_op_node() {
+        let beacon = format!("0x{}", "77".repeat(32));
+        for (version, value) in envelopes() {
             let envelope = Envelope::parse(version, value.to_string().as_bytes()).expect("parses");
             let serde_value = match &envelope {
                 Envelope::V2(e) => serde_json::to_value(e),

@@ -38,11 +38,21 @@ pub(crate) struct Members {
     pub(crate) params: Option<Range<usize>>,
 }
 
-fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(i) {
         i += 1;
     }
     i
+}
+
+/// A JSON string written `"0x"` and exactly `2 × N` hex digits, as its `N` bytes; `None` for any
+/// other form (whose reader then decodes it).
+#[cfg(feature = "engine")]
+pub(crate) fn hex_literal<const N: usize>(raw: &[u8]) -> Option<[u8; N]> {
+    let digits = raw.strip_prefix(b"\"0x")?.strip_suffix(b"\"")?;
+    let mut bytes = [0u8; N];
+    alloy_primitives::hex::decode_to_slice(digits, &mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// `i` is at an opening quote; returns the index just past the closing one.

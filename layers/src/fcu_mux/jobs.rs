@@ -35,9 +35,24 @@ impl BuilderJob {
     pub fn skipped(builder: Arc<Builder>, reason: &'static str) -> Self {
         Self {
             builder,
-            fcu: watch::channel(BuilderFcu::Failed(reason)).1,
+            fcu: skipped_answer(reason),
         }
     }
+}
+
+/// The answer of a builder skipped for `reason`: known at once, never changing, so one closed
+/// channel per reason serves every job (a channel each cost an allocation per builder per block).
+fn skipped_answer(reason: &'static str) -> watch::Receiver<BuilderFcu> {
+    static ANSWERS: Mutex<Vec<(&str, watch::Receiver<BuilderFcu>)>> = Mutex::new(Vec::new());
+    let mut answers = ANSWERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, answer)) = answers.iter().find(|(known, _)| *known == reason) {
+        return answer.clone();
+    }
+    let answer = watch::channel(BuilderFcu::Failed(reason)).1;
+    answers.push((reason, answer.clone()));
+    answer
 }
 
 /// What op-node asked to be built, under op-geth's payload id.

@@ -67,7 +67,12 @@ fn payload_id(answer: &[u8]) -> Option<PayloadId> {
     }
     let result = RpcResponse::from_slice(answer).ok()?.result?;
     match scan::members_loosely(result, [b"payloadId"]) {
-        Ok([id]) => serde_json::from_slice(&result[id?]).ok(),
+        Ok([id]) => {
+            let id = &result[id?];
+            scan::hex_literal(id)
+                .map(PayloadId::new)
+                .or_else(|| serde_json::from_slice(id).ok())
+        }
         Err(_) => serde_json::from_slice::<Updated>(result).ok()?.payload_id,
     }
 }
@@ -258,19 +263,18 @@ where
         let this = self.project();
         let polled = this.future.poll(cx);
         if let Some((call, layer)) = this.candidate.take() {
+            if polled.is_pending() && !*this.deferred {
+                // op-geth's request has only been handed to its connection's task, which
+                // writes it once this task yields: yield once, so that it leaves before the
+                // scan and the decode, which then overlap op-geth's work.
+                *this.deferred = true;
+                *this.candidate = Some((call, layer));
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             *this.pending = match layer.skip_reasons() {
-                // No builder takes it: its job only records why; nothing to decode or queue,
-                // nothing to let op-geth's request go ahead of.
+                // No builder takes it: its job only records why; nothing to decode or queue.
                 Some(reasons) => layer.skip_all(&call, reasons),
-                None if polled.is_pending() && !*this.deferred => {
-                    // op-geth's request has only been handed to its connection's task, which
-                    // writes it once this task yields: yield once, so that it leaves before the
-                    // decode.
-                    *this.deferred = true;
-                    *this.candidate = Some((call, layer));
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
                 None => layer.fan_out(&call),
             };
         }

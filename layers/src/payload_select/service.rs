@@ -694,7 +694,8 @@ where
             checks.record("failed", reason);
             reason
         };
-        let envelope = check(&answer, version, &checking_job, max_size).map_err(failed)?;
+        let (envelope, listed) =
+            check(&answer, version, &checking_job, max_size).map_err(failed)?;
         if !own_checks
             .iter()
             .all(|check| check(&checked_builder, &envelope))
@@ -705,7 +706,10 @@ where
             .as_deref()
             .is_none_or(|txs| envelope.payload().transactions.starts_with(txs));
         // Written inside op-node's answer: if it wins, that is sent as it is.
-        let written = envelope.write_answer(&answer_id);
+        let written = match &listed {
+            Some(listed) => envelope.write_answer_with_transactions(&answer_id, listed),
+            None => envelope.write_answer(&answer_id),
+        };
         Ok::<_, &'static str>((envelope, written, kept))
     };
     let prepared = if small {
@@ -999,22 +1003,25 @@ async fn check_slot(ctx: &Ctx) -> Option<tokio::sync::OwnedSemaphorePermit> {
     ctx.heavy_checks.clone().acquire_owned().await.ok()
 }
 
+/// The builder's answer read and checked against the job; with its transactions as received
+/// when the scan read them (written back as they are).
 fn check(
     answer: &Bytes,
     version: u8,
     job: &PayloadJob,
     max_size: usize,
-) -> Result<Envelope, &'static str> {
+) -> Result<(Envelope, Option<Bytes>), &'static str> {
     if answer.len() > max_size {
         return Err("too_large");
     }
-    let envelope = Envelope::parse_answer(version, answer).map_err(|error| match error {
+    let read = Envelope::parse_answer_with_transactions(version, answer);
+    let (envelope, listed) = read.map_err(|error| match error {
         AnswerError::Rpc(e) if e.code == crate::jsonrpc::code::UNKNOWN_PAYLOAD => "unknown_payload",
         AnswerError::Rpc(_) => "rpc_error",
         AnswerError::Malformed(_) => "malformed",
     })?;
     check_attributes(&envelope, job).map_err(|failure| failure.label())?;
-    Ok(envelope)
+    Ok((envelope, listed))
 }
 
 fn invalid(builder: &crate::builder::Builder, reason: &'static str) {
