@@ -241,9 +241,15 @@ async fn chaos_soak_two_builders_random_faults() {
         match &decision.source {
             Source::Builder(name) => {
                 builder_wins += 1;
+                // Under NotInFinal or Broken the builder's getPayload block holds the forced
+                // transactions only (not its marker): valid, it may still win.
+                let truncated = armed.as_deref().is_some_and(|armed| {
+                    (armed.contains("NotInFinal") || armed.contains("Broken"))
+                        && armed.ends_with(&format!(" on {name}"))
+                });
                 assert!(
-                    net.built_by(report.number, name),
-                    "seed {seed}, block {block}: the winner's block"
+                    truncated || net.built_by(report.number, name),
+                    "seed {seed}, block {block}: the winner's block ({armed:?}): {decision:?}"
                 );
                 let winner = decision
                     .builders
