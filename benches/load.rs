@@ -11,8 +11,8 @@
 //!
 //! - `eth_blockNumber` at concurrency 1 and 16;
 //! - forkchoice updates with attributes while the builder hangs;
-//! - whole block cycles (FCU+attributes → getPayload → newPayload → FCU), concurrency 1 and 16,
-//!   with small and ~1 MiB payloads (5,000 transactions).
+//! - whole block cycles (FCU+attributes → getPayload → newPayload → FCU) of one sequencer, with
+//!   small and ~1 MiB payloads (5,000 transactions); 1 MiB ones also at concurrency 16.
 //!
 //! Configurations are interleaved (direct, bare, switchyard, direct, ...) over several rounds, and
 //! medians taken, since the machine is shared and noisy. The simulators and proxies run as child
@@ -36,9 +36,16 @@
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
 //!
-//! After the small block cycles at c=1 comes boost sync's lag: from op-node's `engine_newPayload`
-//! reaching op-geth to the same call reaching the builder (both simulators stamp arrivals on the
-//! wall clock; `/_sim/log`), for switchyard and for the floor.
+//! After the block cycles at c=1 (small and 1 MiB) comes boost sync's lag: from op-node's
+//! `engine_newPayload` reaching op-geth to the same call reaching the builder (both simulators
+//! stamp arrivals on the wall clock; `/_sim/log`), for switchyard and for the floor.
+//!
+//! Block cycles also run while 16 clients send 1,000 transactions a second through the same
+//! proxy (the cycle's p50 and p99 against the quiet row's), and with four builders behind
+//! switchyard (the floor then relays to four builders itself). With four builders at 1-second
+//! blocks come the peer's transaction rates (200 tx/s sustained, 1,000 tx/s bursts), counted at
+//! op-geth and at every builder, then rising rates until the first mirrored transaction drops.
+//! `LOAD_ONLY=engine` runs everything but the flashblocks rows.
 //!
 //! `LOAD_ONLY=tracing` runs eth_* and block cycles with a fifth configuration, *traced*: the same
 //! binary with `--tracing`, exporting over OTLP/HTTP to a collector that takes every span, for the
@@ -97,8 +104,8 @@ async fn serve_sim(args: &[String]) {
         config.filler = Some((count, bytes));
     }
     // Small blocks: room for a whole workload's calls, for the boost-sync lag (from both sides'
-    // logs). Big ones: a few (each entry holds its params).
-    config.log_capacity = if count == 0 { 16_384 } else { 16 };
+    // logs). Big ones: the last fifty blocks' calls (each entry holds its params).
+    config.log_capacity = if count == 0 { 16_384 } else { 256 };
     config.retain_blocks = 256;
     // Sixteen sequencers at once: each must find its payload however the others interleave.
     config.payloads_kept = 256;
@@ -175,6 +182,26 @@ impl Process {
 
     fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    /// The sum of switchyard's metric `name` over the series whose labels contain each of
+    /// `labels` (0 if none).
+    async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        let Some(metrics) = &self.metrics else {
+            return 0.0;
+        };
+        let page = http_get_text(&format!("http://{metrics}/metrics")).await;
+        page.lines()
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let rest = series.strip_prefix(name)?;
+                (rest.starts_with('{') || rest.is_empty()).then_some(())?;
+                labels
+                    .iter()
+                    .all(|label| rest.contains(label))
+                    .then(|| value.parse::<f64>().ok())?
+            })
+            .sum()
     }
 
     /// switchyard's getPayload decisions so far, from its metrics
@@ -254,6 +281,8 @@ fn proxy_command(program: &std::path::Path, name: &str) -> (Command, Option<std:
             command
                 .arg("-q")
                 .arg("--tool=callgrind")
+                // Through a wrapper script's exec too (`LOAD_CANDIDATE=<script>`).
+                .arg("--trace-children=yes")
                 .arg(format!("--callgrind-out-file={}", base.display()))
                 .arg(program);
             (command, Some(base))
@@ -322,10 +351,18 @@ fn spawn_switchyard(
     binary: &str,
     name: &str,
     l2: &Process,
-    builder: &Process,
+    builders: &[Process],
     extra: &[&str],
 ) -> Process {
     let (mut command, callgrind) = proxy_command(std::path::Path::new(binary), name);
+    let builder_urls: Vec<String> = builders
+        .iter()
+        .map(|b| format!("http://{}", b.addr))
+        .collect();
+    let builder_secrets: Vec<String> = builders
+        .iter()
+        .map(|b| secret_hex(&b.secret.unwrap()))
+        .collect();
     let mut child = command
         .args([
             "--l2-url",
@@ -333,9 +370,9 @@ fn spawn_switchyard(
             "--l2-jwt-token",
             &secret_hex(&l2.secret.unwrap()),
             "--builder-url",
-            &format!("http://{}", builder.addr),
+            &builder_urls.join(","),
             "--builder-jwt-token",
-            &secret_hex(&builder.secret.unwrap()),
+            &builder_secrets.join(","),
             "--rpc-port",
             "0",
             // As deployed: metrics on (on a port of its own, unscraped).
@@ -569,8 +606,14 @@ async fn cycles(target: &Target, concurrency: usize, per_task: usize) -> Samples
                 let mut seq = Sequencer::connect(&target.url, target.secret, config)
                     .await
                     .unwrap();
-                let mut path = target.builder.as_ref().map(|(url, secret)| {
-                    BuilderPath::new(EngineClient::new(url, *secret).unwrap())
+                let mut path = (!target.builders.is_empty()).then(|| {
+                    BuilderPath::to_each(
+                        target
+                            .builders
+                            .iter()
+                            .map(|(url, secret)| EngineClient::new(url, *secret).unwrap())
+                            .collect(),
+                    )
                 });
                 let mut latencies = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
@@ -603,6 +646,261 @@ async fn cycles(target: &Target, concurrency: usize, per_task: usize) -> Samples
     samples
 }
 
+// === transactions ===
+
+/// Senders not yet used: every transaction of a run is new to every simulator.
+static NEXT_SENDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// What a spell of transaction traffic did.
+#[derive(Clone, Copy, Default)]
+struct Sent {
+    sent: u64,
+    answered: u64,
+    seconds: f64,
+}
+
+/// `clients` tasks sending `rate` transactions a second in all (each paced, never catching up in
+/// bursts) to `target`, and for the floor to each of its builders too (the load generator
+/// mirroring them itself), until `stop` is set.
+fn transaction_traffic(
+    target: &Target,
+    clients: usize,
+    rate: f64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Sent> {
+    use std::sync::atomic::Ordering;
+    let chain_id = chain_spec().chain_id;
+    let period = std::time::Duration::from_secs_f64(clients as f64 / rate);
+    let each: Vec<EngineClient> = std::iter::once((target.url.clone(), target.secret))
+        .chain(target.builders.iter().cloned())
+        .map(|(url, secret)| EngineClient::new(&url, secret).unwrap())
+        .collect();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (each, stop) = (each.clone(), stop.clone());
+                let sender = NEXT_SENDER.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut pace = tokio::time::interval(period);
+                    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut sent = Sent::default();
+                    for nonce in 0.. {
+                        pace.tick().await;
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let params =
+                            json!([switchyard_sim::tx::transfer(chain_id, sender, nonce, 100)]);
+                        let calls = each
+                            .iter()
+                            .map(|client| client.call_raw("eth_sendRawTransaction", &params));
+                        let answers = futures_util::future::join_all(calls).await;
+                        sent.sent += 1;
+                        sent.answered += u64::from(answers[0].is_ok());
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let mut all = Sent::default();
+        for task in tasks {
+            let one = task.await.unwrap();
+            all.sent += one.sent;
+            all.answered += one.answered;
+        }
+        all.seconds = started.elapsed().as_secs_f64();
+        all
+    })
+}
+
+/// `transaction_traffic` for `seconds`.
+async fn send_transactions(target: &Target, clients: usize, rate: f64, seconds: f64) -> Sent {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = transaction_traffic(target, clients, rate, stop.clone());
+    tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.unwrap()
+}
+
+/// Block cycles while 16 clients send 1,000 transactions a second through the same proxy.
+async fn cycles_with_traffic(target: Target, per_task: usize) -> Samples {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = transaction_traffic(&target, 16, 1_000.0, stop.clone());
+    let samples = cycles(&target, 1, per_task).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.unwrap();
+    samples
+}
+
+/// The block cycle's p50 and p99 with transaction traffic ÷ without, each configuration.
+fn print_traffic_cost(rows: &[Row], quiet: &str, busy: &str) {
+    let (Some(quiet), Some(busy)) = (
+        rows.iter().find(|row| row.workload == quiet),
+        rows.iter().find(|row| row.workload == busy),
+    ) else {
+        return;
+    };
+    println!("\n| {} ÷ without | p50 | p99 | throughput |", busy.workload);
+    println!("|---|---:|---:|---:|");
+    for config in busy.configs() {
+        let (Some(b), Some(q)) = (busy.results.get(config), quiet.results.get(config)) else {
+            continue;
+        };
+        let (b, q) = (&b.samples, &q.samples);
+        println!(
+            "| {config} | {:.2} | {:.2} | {:.2} |",
+            b.percentile(0.5) / q.percentile(0.5),
+            b.percentile(0.99) / q.percentile(0.99),
+            b.throughput() / q.throughput()
+        );
+    }
+}
+
+/// The peer's acceptance rates through switchyard at 1-second blocks: 200 tx/s sustained and
+/// 1,000 tx/s bursts, each transaction counted at op-geth and at every builder (their logs);
+/// then rising rates until switchyard drops the first mirrored transaction.
+async fn transaction_rates(setup: &Setup, quick: bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let target = setup.target("switchyard");
+    let l2 = &setup.sims[2];
+    let switchyard = &setup.switchyard;
+    // A sequencer making a block a second through switchyard the while.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sequencer = {
+        let (target, stop) = (target.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut config = SequencerConfig::new(chain_spec());
+            config.block_time = std::time::Duration::from_secs(1);
+            config.fee_recipient = alloy_primitives::Address::with_last_byte(0x77);
+            let mut seq = Sequencer::connect(&target.url, target.secret, config)
+                .await
+                .unwrap();
+            let mut blocks = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seq.step().await.unwrap();
+                blocks += 1;
+            }
+            blocks
+        })
+    };
+    let dropped = || async {
+        switchyard
+            .metric_sum(
+                "switchyard_builder_queue_dropped_total",
+                &["lane=\"transactions\""],
+            )
+            .await
+            + switchyard
+                .metric_sum("switchyard_builder_transactions_held_dropped_total", &[])
+                .await
+    };
+    let mirrored = || async {
+        switchyard
+            .metric_sum(
+                "switchyard_builder_lane_calls_total",
+                &["kind=\"transaction\""],
+            )
+            .await
+    };
+    // Until every builder's transaction lane is empty (or ten seconds).
+    let drained = || async {
+        for _ in 0..1_000 {
+            let depth = switchyard
+                .metric_sum("switchyard_builder_queue_depth", &["lane=\"transactions\""])
+                .await;
+            if depth == 0.0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let arrivals = |addr: String| async move {
+        let log = sim_control(
+            &addr,
+            hyper::Method::GET,
+            "/_sim/log?prefix=eth_sendRawTransaction",
+        )
+        .await;
+        log.as_array().map_or(0, Vec::len) as u64
+    };
+    let clear_logs = || async {
+        for sim in std::iter::once(l2).chain(&setup.builders) {
+            sim_control(&sim.addr, hyper::Method::DELETE, "/_sim/log").await;
+        }
+    };
+    println!(
+        "\n| transactions through switchyard, 1 s blocks, {} builders | offered (tx/s) | sent | answered | at op-geth | at each builder: fewest / most | mirrored dropped |",
+        setup.builders.len()
+    );
+    println!("|---|---:|---:|---:|---:|---|---:|");
+    let spells: Vec<(&str, f64, f64, usize)> = if quick {
+        vec![
+            ("200 tx/s sustained", 200.0, 3.0, 1),
+            ("1,000 tx/s bursts", 1_000.0, 1.0, 2),
+        ]
+    } else {
+        vec![
+            ("200 tx/s sustained", 200.0, 20.0, 1),
+            ("1,000 tx/s bursts", 1_000.0, 1.0, 5),
+        ]
+    };
+    for (name, rate, seconds, bursts) in spells {
+        clear_logs().await;
+        let dropped_before = dropped().await;
+        let mut sent = Sent::default();
+        for burst in 0..bursts {
+            if burst > 0 {
+                // A second's pause between bursts.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            let one = send_transactions(&target, 16, rate, seconds).await;
+            sent.sent += one.sent;
+            sent.answered += one.answered;
+        }
+        drained().await;
+        let mut at_builders = Vec::new();
+        for builder in &setup.builders {
+            at_builders.push(arrivals(builder.addr.clone()).await);
+        }
+        println!(
+            "| {name} | {rate:.0} | {} | {} | {} | {} / {} | {} |",
+            sent.sent,
+            sent.answered,
+            arrivals(l2.addr.clone()).await,
+            at_builders.iter().min().unwrap_or(&0),
+            at_builders.iter().max().unwrap_or(&0),
+            dropped().await - dropped_before,
+        );
+    }
+    // Rising offered rates, 64 clients, two seconds each, until a mirrored transaction drops.
+    println!(
+        "\n| offered (tx/s), 64 clients | answered (tx/s) | mirrored to builders (calls/s) | mirrored dropped |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for rate in [2_000.0, 4_000.0, 8_000.0, 16_000.0, 32_000.0] {
+        let (dropped_before, mirrored_before) = (dropped().await, mirrored().await);
+        let sent = send_transactions(&target, 64, rate, if quick { 1.0 } else { 2.0 }).await;
+        drained().await;
+        let lost = dropped().await - dropped_before;
+        println!(
+            "| {rate:.0} | {:.0} | {:.0} | {lost} |",
+            sent.answered as f64 / sent.seconds,
+            (mirrored().await - mirrored_before) / sent.seconds,
+        );
+        if lost > 0.0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let blocks = sequencer.await.unwrap();
+    let decisions = switchyard.decisions().await.unwrap_or_default();
+    println!(
+        "({blocks} one-second blocks made meanwhile; switchyard's getPayloads so far: {}, {} with a builder's payload)",
+        decisions.all, decisions.builder
+    );
+}
+
 // === orchestration ===
 
 /// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
@@ -631,47 +929,51 @@ fn candidate_binary() -> Option<String> {
 
 struct Setup {
     sims: Vec<Process>,
-    builder: Process,
-    /// The floor's op-geth and builder.
-    floor: (Process, Process),
+    /// switchyard's builders.
+    builders: Vec<Process>,
+    /// The floor's op-geth and builders.
+    floor: (Process, Vec<Process>),
     bare: Process,
     switchyard: Process,
-    /// The candidate's op-geth, builder and switchyard.
-    candidate: Option<(Process, Process, Process)>,
+    /// The candidate's op-geth, builders and switchyard.
+    candidate: Option<(Process, Vec<Process>, Process)>,
     /// `LOAD_ONLY=tracing`: the same switchyard with `--tracing`, its own op-geth and builder,
     /// and the OTLP collector it exports to.
-    traced: Option<(Process, Process, Process, Process)>,
+    traced: Option<(Process, Vec<Process>, Process, Process)>,
 }
 
 impl Setup {
-    fn new(filler: (usize, usize)) -> Self {
+    /// Simulators filling each block with `filler` (count, bytes) transactions; `builders`
+    /// builders behind switchyard (and the candidate, and the floor).
+    fn new(filler: (usize, usize), builders: usize) -> Self {
         let filler = [filler.0.to_string(), filler.1.to_string()];
         let sim = |profile: &str| spawn_self(&["--serve-sim", profile, &filler[0], &filler[1]]);
+        let some_builders = || (0..builders).map(|_| sim("builder")).collect::<Vec<_>>();
         let sims = vec![sim("op-geth"), sim("op-geth"), sim("op-geth")];
-        let builder = sim("builder");
-        let floor = (sim("op-geth"), sim("builder"));
+        let switchyard_builders = some_builders();
+        let floor = (sim("op-geth"), some_builders());
         let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
         let switchyard = spawn_switchyard(
             env!("CARGO_BIN_EXE_switchyard"),
             "switchyard",
             &sims[2],
-            &builder,
+            &switchyard_builders,
             &[],
         );
         let candidate = candidate_binary().map(|binary| {
-            let (l2, builder) = (sim("op-geth"), sim("builder"));
-            let switchyard = spawn_switchyard(&binary, "candidate", &l2, &builder, &[]);
-            (l2, builder, switchyard)
+            let (l2, builders) = (sim("op-geth"), some_builders());
+            let switchyard = spawn_switchyard(&binary, "candidate", &l2, &builders, &[]);
+            (l2, builders, switchyard)
         });
         let traced = traced_wanted().then(|| {
-            let (l2, builder) = (sim("op-geth"), sim("builder"));
+            let (l2, builders) = (sim("op-geth"), some_builders());
             let collector = spawn_self(&["--serve-otlp-sink"]);
             let endpoint = format!("http://{}", collector.addr);
             let switchyard = spawn_switchyard(
                 env!("CARGO_BIN_EXE_switchyard"),
                 "traced",
                 &l2,
-                &builder,
+                &builders,
                 &[
                     "--tracing",
                     "--otlp-protocol",
@@ -680,11 +982,11 @@ impl Setup {
                     &endpoint,
                 ],
             );
-            (l2, builder, switchyard, collector)
+            (l2, builders, switchyard, collector)
         });
         Self {
             sims,
-            builder,
+            builders: switchyard_builders,
             floor,
             bare,
             switchyard,
@@ -706,25 +1008,29 @@ impl Setup {
         })
     }
 
-    /// Every builder simulator.
+    /// Every builder simulator behind a switchyard.
     fn builders(&self) -> impl Iterator<Item = &Process> {
-        std::iter::once(&self.builder)
-            .chain(self.candidate.iter().map(|(_, builder, _)| builder))
-            .chain(self.traced.iter().map(|(_, builder, _, _)| builder))
+        self.builders
+            .iter()
+            .chain(self.candidate.iter().flat_map(|(_, builders, _)| builders))
+            .chain(self.traced.iter().flat_map(|(_, builders, _, _)| builders))
     }
 
     fn target(&self, config: &str) -> Target {
         let at = |process: &Process, l2: &Process| Target {
             url: format!("http://{}", process.addr),
             secret: l2.secret.unwrap(),
-            builder: None,
+            builders: Vec::new(),
         };
         match config {
             "direct" => at(&self.sims[0], &self.sims[0]),
             "floor" => {
-                let (l2, builder) = &self.floor;
+                let (l2, builders) = &self.floor;
                 Target {
-                    builder: Some((format!("http://{}", builder.addr), builder.secret.unwrap())),
+                    builders: builders
+                        .iter()
+                        .map(|b| (format!("http://{}", b.addr), b.secret.unwrap()))
+                        .collect(),
                     ..at(l2, l2)
                 }
             }
@@ -743,19 +1049,24 @@ impl Setup {
 
     /// The simulators a configuration's calls reach.
     fn upstreams(&self, config: &str) -> Vec<&Process> {
+        fn with<'a>(l2: &'a Process, builders: &'a [Process]) -> Vec<&'a Process> {
+            std::iter::once(l2).chain(builders).collect()
+        }
         match config {
             "direct" => vec![&self.sims[0]],
-            "floor" => vec![&self.floor.0, &self.floor.1],
+            "floor" => with(&self.floor.0, &self.floor.1),
             "bare" => vec![&self.sims[1]],
             "candidate" => {
-                let (l2, builder, _) = self.candidate.as_ref().unwrap();
-                vec![l2, builder]
+                let (l2, builders, _) = self.candidate.as_ref().unwrap();
+                with(l2, builders)
             }
             "traced" => {
-                let (l2, builder, _, collector) = self.traced.as_ref().unwrap();
-                vec![l2, builder, collector]
+                let (l2, builders, _, collector) = self.traced.as_ref().unwrap();
+                let mut all = with(l2, builders);
+                all.push(collector);
+                all
             }
-            _ => vec![&self.sims[2], &self.builder],
+            _ => with(&self.sims[2], &self.builders),
         }
     }
 
@@ -771,12 +1082,13 @@ impl Setup {
 }
 
 /// Where a configuration's calls go: the URL (a proxy's or op-geth's) and op-geth's JWT secret;
-/// for the floor, the builder the load generator itself makes the builder path's exchanges with.
+/// for the floor, the builders the load generator itself makes the builder path's exchanges with
+/// (and mirrors transactions to).
 #[derive(Clone)]
 struct Target {
     url: String,
     secret: [u8; 32],
-    builder: Option<(String, [u8; 32])>,
+    builders: Vec<(String, [u8; 32])>,
 }
 
 /// A configuration's samples, and what its proxy did over the workload: peak RSS, CPU seconds,
@@ -986,7 +1298,7 @@ fn print(rows: &[Row]) {
     print_decisions(rows);
     print_instructions(rows);
     println!(
-        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 |"
+        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 (each round: min / median / max) |"
     );
     println!("|---|---|---:|---:|---:|---|---:|");
     for row in rows {
@@ -1005,14 +1317,26 @@ fn print(rows: &[Row]) {
                 .map(|((ours, bare), direct)| (ours - direct) / (bare - direct))
                 .collect();
             per_round.sort_by(f64::total_cmp);
-            // What a proxy adds on top of the builder path's own exchanges (block cycles).
+            // What a proxy adds on top of the builder path's own exchanges (block cycles): over
+            // all samples, and each round's own (min / median / max).
             let beyond_floor =
                 floor
                     .filter(|_| config != "floor")
                     .map_or("-".to_owned(), |floor| {
+                        let mut per_round: Vec<f64> = ours
+                            .round_p50s
+                            .iter()
+                            .zip(&floor.round_p50s)
+                            .zip(bare.round_p50s.iter().zip(&direct.round_p50s))
+                            .map(|((ours, floor), (bare, direct))| (ours - floor) / (bare - direct))
+                            .collect();
+                        per_round.sort_by(f64::total_cmp);
                         format!(
-                            "{:.2}",
-                            (ours.percentile(0.5) - floor.percentile(0.5)) / added(bare, 0.5)
+                            "{:.2} ({:.2} / {:.2} / {:.2})",
+                            (ours.percentile(0.5) - floor.percentile(0.5)) / added(bare, 0.5),
+                            per_round.first().copied().unwrap_or(f64::NAN),
+                            percentile(&per_round, 0.5),
+                            per_round.last().copied().unwrap_or(f64::NAN),
                         )
                     });
             println!(
@@ -1074,22 +1398,23 @@ fn print_tracing_cost(rows: &[Row]) {
 /// the builder, from both simulators' logs (wall-clock arrival stamps, one machine), for
 /// switchyard and for the floor (the load generator relaying it itself, no proxy).
 struct BoostSyncLag {
+    workload: &'static str,
     pairs: Vec<(&'static str, String, String)>,
 }
 
 impl BoostSyncLag {
     /// Forgets what the simulators logged so far.
-    async fn start(setup: &Setup) -> Self {
+    async fn start(setup: &Setup, workload: &'static str) -> Self {
         let pairs = vec![
             (
                 "switchyard",
                 setup.sims[2].addr.clone(),
-                setup.builder.addr.clone(),
+                setup.builders[0].addr.clone(),
             ),
             (
                 "floor",
                 setup.floor.0.addr.clone(),
-                setup.floor.1.addr.clone(),
+                setup.floor.1[0].addr.clone(),
             ),
         ];
         for (_, l2, builder) in &pairs {
@@ -1097,12 +1422,13 @@ impl BoostSyncLag {
                 sim_control(addr, hyper::Method::DELETE, "/_sim/log").await;
             }
         }
-        Self { pairs }
+        Self { workload, pairs }
     }
 
     async fn print(&self) {
         println!(
-            "\n| boost sync lag (builder's arrival − op-geth's, op-node's newPayload) | p50 (ms) | p99 (ms) | blocks |"
+            "\n| boost sync lag, {} (builder's arrival − op-geth's, op-node's newPayload) | p50 (ms) | p99 (ms) | blocks |",
+            self.workload
         );
         println!("|---|---:|---:|---:|");
         for (config, l2, builder) in &self.pairs {
@@ -1134,6 +1460,14 @@ impl BoostSyncLag {
             );
         }
     }
+}
+
+/// The body of a GET, as text.
+async fn http_get_text(url: &str) -> String {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client.get(url.parse().unwrap()).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// A simulator's control endpoint: the JSON it answers (`Null` if none).
@@ -1223,9 +1557,9 @@ async fn orchestrate(quick: bool) {
     if only.starts_with("cycle") {
         let big = only.starts_with("cycle-1mib");
         let concurrency = if only.ends_with("-16") { 16 } else { 1 };
-        let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) });
+        let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) }, 1);
         eprintln!("switchyard pid {}", setup.switchyard.pid());
-        let lag = BoostSyncLag::start(&setup).await;
+        let lag = BoostSyncLag::start(&setup, "block cycle").await;
         let rows = vec![
             run_workload(&setup, &only, "block", 10, |t| {
                 cycles_owned(
@@ -1237,14 +1571,12 @@ async fn orchestrate(quick: bool) {
             .await,
         ];
         print(&rows);
-        if !big {
-            lag.print().await;
-        }
+        lag.print().await;
         return;
     }
     // LOAD_ONLY=fcu runs forkchoice updates with attributes (the builder hanging) alone.
     if only == "fcu" {
-        let setup = Setup::new((0, 0));
+        let setup = Setup::new((0, 0), 1);
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         hang_builders_on_fcu(&setup).await;
         let rows = vec![
@@ -1258,7 +1590,7 @@ async fn orchestrate(quick: bool) {
     }
     // LOAD_ONLY=tracing: what --tracing costs, the same binary with and without it.
     if only == "tracing" {
-        let setup = Setup::new((0, 0));
+        let setup = Setup::new((0, 0), 1);
         let rows = vec![
             run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |t| {
                 eth_calls_owned(t, 1, calls)
@@ -1292,7 +1624,7 @@ async fn orchestrate(quick: bool) {
     }
     // LOAD_ONLY=eth runs the eth_* workload alone, long, for profiling a proxy.
     if only == "eth" {
-        let setup = Setup::new((0, 0));
+        let setup = Setup::new((0, 0), 1);
         eprintln!(
             "switchyard pid {} bare pid {}",
             setup.switchyard.pid(),
@@ -1309,7 +1641,7 @@ async fn orchestrate(quick: bool) {
     }
     let mut rows = Vec::new();
     {
-        let setup = Setup::new((0, 0));
+        let setup = Setup::new((0, 0), 1);
         rows.push(
             run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |t| {
                 eth_calls_owned(t, 1, calls)
@@ -1322,7 +1654,7 @@ async fn orchestrate(quick: bool) {
             })
             .await,
         );
-        let lag = BoostSyncLag::start(&setup).await;
+        let lag = BoostSyncLag::start(&setup, "block cycle small c=1").await;
         rows.push(
             run_workload(&setup, "block cycle small c=1", "block", rounds, |t| {
                 cycles_owned(t, 1, blocks)
@@ -1330,9 +1662,10 @@ async fn orchestrate(quick: bool) {
             .await,
         );
         lag.print().await;
+        // One sequencer (the deployment's shape) while 16 clients send it transactions.
         rows.push(
-            run_workload(&setup, "block cycle small c=16", "block", rounds, |t| {
-                cycles_owned(t, 16, blocks / 8)
+            run_workload(&setup, TRAFFIC_ROW, "block", rounds, |t| {
+                cycles_with_traffic(t, blocks)
             })
             .await,
         );
@@ -1345,13 +1678,30 @@ async fn orchestrate(quick: bool) {
         );
     }
     {
-        let setup = Setup::new((5_000, 100));
+        let setup = Setup::new((0, 0), 4);
+        rows.push(
+            run_workload(
+                &setup,
+                "block cycle small c=1, 4 builders",
+                "block",
+                rounds,
+                |t| cycles_owned(t, 1, blocks),
+            )
+            .await,
+        );
+        transaction_rates(&setup, quick).await;
+    }
+    {
+        let setup = Setup::new((5_000, 100), 1);
+        let lag = BoostSyncLag::start(&setup, "block cycle 1MiB c=1").await;
         rows.push(
             run_workload(&setup, "block cycle 1MiB c=1", "block", rounds, |t| {
                 cycles_owned(t, 1, blocks / 4)
             })
             .await,
         );
+        lag.print().await;
+        // Sixteen sequencers at once: not a deployment, a memory test.
         rows.push(
             run_workload(
                 &setup,
@@ -1364,8 +1714,15 @@ async fn orchestrate(quick: bool) {
         );
     }
     print(&rows);
-    flashblocks::run(quick).await;
+    print_traffic_cost(&rows, "block cycle small c=1", TRAFFIC_ROW);
+    // LOAD_ONLY=engine: everything but the flashblocks rows.
+    if only != "engine" {
+        flashblocks::run(quick).await;
+    }
 }
+
+/// The block-cycle row with transaction traffic.
+const TRAFFIC_ROW: &str = "block cycle small c=1 + 1,000 tx/s from 16 clients";
 
 async fn eth_calls_owned(target: Target, concurrency: usize, per_task: usize) -> Samples {
     eth_calls(&target.url, target.secret, concurrency, per_task).await

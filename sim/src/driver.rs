@@ -488,7 +488,7 @@ impl Sequencer {
         let params = json!([self.fork_choice(self.head.hash), attrs]);
         let started = Instant::now();
         if let Some(builder) = builder.as_deref_mut() {
-            builder.relay(&method, params.clone());
+            builder.relay(&method, &params);
         }
         let updated: ForkchoiceUpdated = self.client.call(&method, params).await?;
         let fcu = started.elapsed();
@@ -536,7 +536,7 @@ impl Sequencer {
         let params = new_payload_params(&method, new_version, &envelope)?;
         let started = Instant::now();
         if let Some(builder) = builder.as_deref_mut() {
-            builder.relay(&method, params.clone());
+            builder.relay(&method, &params);
         }
         let status: PayloadStatus = self.client.call(&method, params).await?;
         let new_payload = started.elapsed();
@@ -551,7 +551,7 @@ impl Sequencer {
         let params = json!([self.fork_choice(checked.hash), null]);
         let started = Instant::now();
         if let Some(builder) = builder {
-            builder.relay(&method, params.clone());
+            builder.relay(&method, &params);
         }
         let updated: ForkchoiceUpdated = self.client.call(&method, params).await?;
         let fcu_head = started.elapsed();
@@ -665,49 +665,67 @@ fn new_payload_params(
 /// what any sidecar adds, since these cost the same behind one and it adds its own hop on top.
 ///
 /// With [`Sequencer::step_with_builder`]: every forkchoice update and `newPayload` also goes to
-/// the builder, in order, without op-node waiting for it (boost sync); getPayload asks op-geth
-/// and, at once, the builder (for the payload its forkchoice update started), has op-geth
-/// validate the builder's payload, and uses it if valid. The driver checks whichever it uses.
+/// each builder, in order, without op-node waiting for it (boost sync); getPayload asks op-geth
+/// and, at once, every builder (for the payload its forkchoice update started), has op-geth
+/// validate each builder's payload, and uses the first builder's valid one. The driver checks
+/// whichever it uses.
 #[derive(Debug)]
 pub struct BuilderPath {
-    builder: EngineClient,
-    /// The last call relayed; the next waits for it (the builder sees them in order).
-    last: Option<tokio::task::JoinHandle<Option<RawBytes>>>,
-    /// getPayloads, and those answered with the builder's payload.
+    builders: Vec<RelayLane>,
+    /// getPayloads, and those answered with a builder's payload.
     pub payloads: (u64, u64),
+}
+
+/// One builder's calls, each waiting for the one before (the builder sees them in order).
+#[derive(Debug)]
+struct RelayLane {
+    client: EngineClient,
+    last: Option<tokio::task::JoinHandle<Option<RawBytes>>>,
 }
 
 impl BuilderPath {
     /// A builder path to `builder`.
     pub fn new(builder: EngineClient) -> Self {
+        Self::to_each(vec![builder])
+    }
+
+    /// A builder path to each of `builders`.
+    pub fn to_each(builders: Vec<EngineClient>) -> Self {
+        let builders = builders
+            .into_iter()
+            .map(|client| RelayLane { client, last: None })
+            .collect();
         Self {
-            builder,
-            last: None,
+            builders,
             payloads: (0, 0),
         }
     }
 
-    fn relay(&mut self, method: &str, params: serde_json::Value) {
-        let previous = self.last.take();
-        let client = self.builder.clone();
-        let method = method.to_owned();
-        self.last = Some(tokio::spawn(async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
-            }
-            client.call_raw(&method, &params).await.ok()
-        }));
-    }
-
-    /// Waits until the builder has answered every call relayed so far.
-    pub async fn settle(&mut self) {
-        if let Some(last) = self.last.take() {
-            let _ = last.await;
+    fn relay(&mut self, method: &str, params: &serde_json::Value) {
+        for lane in &mut self.builders {
+            let previous = lane.last.take();
+            let client = lane.client.clone();
+            let (method, params) = (method.to_owned(), params.clone());
+            lane.last = Some(tokio::spawn(async move {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
+                client.call_raw(&method, &params).await.ok()
+            }));
         }
     }
 
-    /// The builder's payload for the forkchoice update relayed last, once op-geth (`l2`) has
-    /// validated it; `None` if any step fails.
+    /// Waits until every builder has answered every call relayed so far.
+    pub async fn settle(&mut self) {
+        for lane in &mut self.builders {
+            if let Some(last) = lane.last.take() {
+                let _ = last.await;
+            }
+        }
+    }
+
+    /// The first builder's payload, of those op-geth (`l2`) validated, for the forkchoice update
+    /// relayed last; `None` if none passes.
     async fn payload(
         &mut self,
         get_method: &str,
@@ -715,19 +733,43 @@ impl BuilderPath {
         l2: &EngineClient,
     ) -> Option<RawBytes> {
         self.payloads.0 += 1;
+        let asked = PayloadAsk {
+            get_method,
+            new_version,
+            l2,
+        };
+        let each = self.builders.iter_mut().map(|lane| lane.payload(&asked));
+        let valid = futures_util::future::join_all(each).await;
+        let chosen = valid.into_iter().flatten().next()?;
+        self.payloads.1 += 1;
+        Some(chosen)
+    }
+}
+
+/// What a getPayload asks of each builder: its method, and the `newPayload` version op-geth
+/// (`l2`) validates the answer with.
+struct PayloadAsk<'a> {
+    get_method: &'a str,
+    new_version: u8,
+    l2: &'a EngineClient,
+}
+
+impl RelayLane {
+    async fn payload(&mut self, asked: &PayloadAsk<'_>) -> Option<RawBytes> {
+        let PayloadAsk {
+            get_method,
+            new_version,
+            l2,
+        } = *asked;
         let updated = self.last.take()?.await.ok()??;
         let updated: ForkchoiceUpdated = serde_json::from_slice(&updated).ok()?;
         let id = expect_valid_id(get_method, &updated).ok()?;
-        let raw = self.builder.call_raw(get_method, &json!([id])).await.ok()?;
+        let raw = self.client.call_raw(get_method, &json!([id])).await.ok()?;
         let envelope: RawEnvelope<'_> = serde_json::from_slice(&raw).ok()?;
         let method = format!("engine_newPayloadV{new_version}");
         let params = new_payload_params(&method, new_version, &envelope).ok()?;
         let status: PayloadStatus = l2.call(&method, params).await.ok()?;
-        if status.status != PayloadStatusEnum::Valid {
-            return None;
-        }
-        self.payloads.1 += 1;
-        Some(raw)
+        (status.status == PayloadStatusEnum::Valid).then_some(raw)
     }
 }
 
