@@ -36,6 +36,13 @@
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
 //!
+//! `<this binary> --gateway-forwarder <upstream addr> <secret hex>` is the least gateway built from
+//! `switchyard-layers` (JWT checked, call parsed, op-geth's JWT signed, `Forward`), on one thread;
+//! `GW_MEASURE`, `GW_GUARDS` (trace span, panic catch, sensitive headers) and `GW_SERVER`
+//! (switchyard's server: connection cap, header read timeout, graceful drain) each add one of
+//! switchyard's outer parts. `LOAD_CANDIDATE=benches/gateway-candidate.sh` runs it in the
+//! candidate's slot: what each part costs (BENCHMARKS.md, eth_* passthrough).
+//!
 //! After the block cycles at c=1 (small and 1 MiB) comes boost sync's lag: from op-node's
 //! `engine_newPayload` reaching op-geth to the same call reaching the builder (both simulators
 //! stamp arrivals on the wall clock; `/_sim/log`), for switchyard and for the floor.
@@ -45,7 +52,8 @@
 //! switchyard (the floor then relays to four builders itself). With four builders at 1-second
 //! blocks come the peer's transaction rates (200 tx/s sustained, 1,000 tx/s bursts), counted at
 //! op-geth and at every builder, then rising rates until the first mirrored transaction drops.
-//! `LOAD_ONLY=engine` runs everything but the flashblocks rows.
+//! Then switchyard's resident memory over 100,000 block cycles, read every 10,000
+//! (`LOAD_ONLY=flat` alone). `LOAD_ONLY=engine` runs everything but the flashblocks rows.
 //!
 //! `LOAD_ONLY=tracing` runs eth_* and block cycles with a fifth configuration, *traced*: the same
 //! binary with `--tracing`, exporting over OTLP/HTTP to a collector that takes every span, for the
@@ -142,6 +150,92 @@ async fn bare_forwarder(upstream: &str) {
     }
 }
 
+/// `--gateway-forwarder <upstream addr> <secret hex>`: the least a JWT-checking JSON-RPC gateway
+/// built from `switchyard-layers` adds: the caller's JWT checked, the envelope parsed once, op-geth's
+/// JWT signed, forwarded with `Forward`; on one thread, as switchyard runs. Prints switchyard's
+/// `listening` line, so that it can stand in as `LOAD_CANDIDATE` (through a script).
+fn gateway_forwarder(upstream: &str, secret: &str) {
+    use switchyard_layers::{
+        Forward, JwtSecret, MeasureLayer, RequireJwtLayer, RpcMethodLayer, SignJwtLayer,
+    };
+    let on = |name: &str| std::env::var_os(name).is_some();
+    let (measure, guards, server) = (on("GW_MEASURE"), on("GW_GUARDS"), on("GW_SERVER"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        if measure {
+            switchyard::metrics::install().unwrap();
+        }
+        let secret = JwtSecret::from_hex(secret).unwrap();
+        let forward = Forward::new("l2", format!("http://{upstream}").parse().unwrap());
+        let service = tower::ServiceBuilder::new()
+            .layer(RequireJwtLayer::new(secret.clone()))
+            .layer(RpcMethodLayer::new())
+            .option_layer(measure.then(MeasureLayer::inbound))
+            .layer(SignJwtLayer::new(secret))
+            .option_layer(measure.then(|| MeasureLayer::upstream("l2")))
+            .service(forward);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!(
+            "{}",
+            json!({"message": "listening", "addr": listener.local_addr().unwrap().to_string()})
+        );
+        if !guards {
+            return gateway_serve(listener, service, server).await;
+        }
+        let service = tower::ServiceBuilder::new()
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http()
+                    .make_span_with(switchyard_layers::trace::RpcSpan)
+                    .on_request(())
+                    .on_response(switchyard_layers::trace::RecordStatus)
+                    .on_body_chunk(())
+                    .on_eos(())
+                    .on_failure(()),
+            )
+            .layer(switchyard_layers::panic::catch_panic_layer())
+            .layer(
+                tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                    http::header::AUTHORIZATION,
+                ]),
+            )
+            .service(service);
+        gateway_serve(listener, service, server).await;
+    });
+}
+
+async fn gateway_serve<S, B>(listener: tokio::net::TcpListener, service: S, server: bool)
+where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if server {
+        let limits = switchyard::config::ServerLimits::default();
+        switchyard::server::serve(listener, service, &limits, std::future::pending()).await;
+        return;
+    }
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 struct Process {
     child: Child,
     addr: String,
@@ -159,10 +253,20 @@ impl Process {
 
     /// Peak resident memory since the last reset, in KiB.
     fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Resident memory now, in KiB.
+    fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB.
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))?
+            .find(|l| l.starts_with(field))?
             .split_whitespace()
             .nth(1)?
             .parse()
@@ -755,6 +859,46 @@ fn print_traffic_cost(rows: &[Row], quiet: &str, busy: &str) {
             b.throughput() / q.throughput()
         );
     }
+}
+
+/// Memory over a long run: `blocks` small block cycles through switchyard (with its builder) at
+/// c=1, its resident set read after every tenth of them. Flat means the last reading within a
+/// few percent of the first (taken after the first tenth, once every pool and map is warm).
+async fn flat_memory(setup: &Setup, blocks: usize) {
+    let target = setup.target("switchyard");
+    let switchyard = &setup.switchyard;
+    let chunk = blocks / 10;
+    let started = Instant::now();
+    let mut readings = Vec::new();
+    for done in 1..=10 {
+        let samples = cycles(&target, 1, chunk).await;
+        let rss = switchyard.rss_kib().unwrap_or_default();
+        readings.push((done * chunk, rss, samples.percentile(0.5)));
+    }
+    println!(
+        "\n### Memory over {blocks} block cycles (switchyard, 1 builder, c=1; {:.0} s)\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!("| blocks | switchyard RSS | cycle p50 over the last tenth |");
+    println!("|---:|---:|---:|");
+    for (blocks, rss, p50) in &readings {
+        println!(
+            "| {blocks} | {:.1} MiB | {:.0} µs |",
+            *rss as f64 / 1024.0,
+            p50
+        );
+    }
+    let first = readings[0].1 as f64;
+    let (low, high) = readings
+        .iter()
+        .fold((f64::MAX, 0f64), |(low, high), (_, rss, _)| {
+            (low.min(*rss as f64), high.max(*rss as f64))
+        });
+    println!(
+        "\nRSS at the end ÷ after the first tenth: {:.3}; highest ÷ lowest reading: {:.3}",
+        readings[9].1 as f64 / first,
+        high / low
+    );
 }
 
 /// The peer's acceptance rates through switchyard at 1-second blocks: 200 tx/s sustained and
@@ -1617,6 +1761,12 @@ async fn orchestrate(quick: bool) {
         }
         return;
     }
+    // LOAD_ONLY=flat: memory over 100,000 block cycles alone.
+    if only == "flat" {
+        let setup = Setup::new((0, 0), 1);
+        flat_memory(&setup, if quick { 10_000 } else { 100_000 }).await;
+        return;
+    }
     // LOAD_ONLY=flashblocks runs the flashblocks fan-out rows alone.
     if only == "flashblocks" {
         flashblocks::run(quick).await;
@@ -1715,6 +1865,10 @@ async fn orchestrate(quick: bool) {
     }
     print(&rows);
     print_traffic_cost(&rows, "block cycle small c=1", TRAFFIC_ROW);
+    {
+        let setup = Setup::new((0, 0), 1);
+        flat_memory(&setup, if quick { 10_000 } else { 100_000 }).await;
+    }
     // LOAD_ONLY=engine: everything but the flashblocks rows.
     if only != "engine" {
         flashblocks::run(quick).await;
@@ -1747,6 +1901,10 @@ async fn post(url: &str, body: Vec<u8>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--gateway-forwarder") {
+        gateway_forwarder(&args[1], &args[2]);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
