@@ -5,8 +5,8 @@ use std::{convert::Infallible, sync::Arc};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use switchyard_layers::{
-    BoostSyncLayer, FcuMuxLayer, Forward, MeasureLayer, MinerMirrorLayer, PayloadSelectLayer,
-    RequireJwtLayer, RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
+    BoostSyncLayer, BypassLayer, FcuMuxLayer, Forward, MeasureLayer, MinerMirrorLayer,
+    PayloadSelectLayer, RequireJwtLayer, RpcMethodLayer, SignJwtLayer, TxMirrorLayer,
     body::RpcBody,
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
     fcu_mux::PayloadJobs,
@@ -145,6 +145,12 @@ pub fn stack(
     if let Some(flashblocks) = parts.flashblocks.clone() {
         select = select.with_flashblocks(flashblocks);
     }
+    let l2 = ServiceBuilder::new()
+        // op-geth checks its own secret: sign last, just before the wire.
+        .layer(SignJwtLayer::new(config.l2.secret.clone()))
+        // Every call to op-geth, ours included (validation, health), counted and timed.
+        .layer(MeasureLayer::upstream(config.l2.name.clone()))
+        .service(parts.l2.clone());
     ServiceBuilder::new()
         // First: an unauthenticated caller gets 401 before we read a byte of its body.
         .layer(RequireJwtLayer::new(config.rpc_secret.clone()))
@@ -158,6 +164,12 @@ pub fn stack(
         )
         // Counted and timed per method as op-node sees it, once parsed.
         .layer(MeasureLayer::inbound())
+        // The Engine layers below pass every other call untouched: those go to op-geth around
+        // them, without a pass-through per layer (eth_* is most of op-node's traffic).
+        .layer(BypassLayer::new(
+            switchyard_layers::claims::handled_by_engine_layers,
+            l2.clone(),
+        ))
         // Chain updates enter each builder's lane as they arrive, ahead of the next block's
         // attributes, and never wait for an answer.
         .layer(
@@ -177,9 +189,5 @@ pub fn stack(
         // miner_* settings (the batcher's DA throttle) too, kept and replayed to a builder that
         // missed one.
         .layer(MinerMirrorLayer::new(parts.builders.clone()))
-        // op-geth checks its own secret: sign last, just before the wire.
-        .layer(SignJwtLayer::new(config.l2.secret.clone()))
-        // Every call to op-geth, ours included (validation, health), counted and timed.
-        .layer(MeasureLayer::upstream(config.l2.name.clone()))
-        .service(parts.l2.clone())
+        .service(l2)
 }

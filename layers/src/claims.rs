@@ -32,3 +32,36 @@ pub fn claimed_methods() -> Vec<String> {
     methods.extend(crate::miner_mirror::MIRRORED.map(str::to_owned));
     methods
 }
+
+/// Whether any Engine API layer acts on `method`: a forkchoice update, getPayload or newPayload
+/// of any version, a mirrored transaction or a `miner_*` setting. The rest passes every one of
+/// them untouched, so a [`BypassLayer`](crate::BypassLayer) may send it around them.
+pub fn handled_by_engine_layers(method: &str) -> bool {
+    EngineMethod::parse(method).is_some()
+        || crate::tx_mirror::MIRRORED.contains(&method)
+        || crate::miner_mirror::MIRRORED.contains(&method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{claimed_methods, handled_by_engine_layers};
+
+    #[test]
+    fn every_claimed_method_goes_through_the_engine_layers_and_no_other() {
+        for method in claimed_methods() {
+            assert!(handled_by_engine_layers(&method), "{method}");
+        }
+        for method in [
+            "eth_chainId",
+            "eth_getBlockByNumber",
+            "eth_call",
+            "engine_exchangeCapabilities",
+            "engine_getClientVersionV1",
+            "engine_getPayloadBodiesByHashV1",
+            "miner_setGasPrice2",
+            "",
+        ] {
+            assert!(!handled_by_engine_layers(method), "{method}");
+        }
+    }
+}

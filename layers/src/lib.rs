@@ -52,7 +52,7 @@ pub use auth::{
 pub use forward::{Forward, ForwardError};
 pub use health::{HealthLayer, HealthRoutes};
 pub use measure::{Measure, MeasureLayer};
-pub use rpc_method::{MethodRouter, RpcMethod, RpcMethodLayer};
+pub use rpc_method::{Bypass, BypassLayer, MethodRouter, RpcMethod, RpcMethodLayer};
 
 #[cfg(feature = "engine")]
 pub use boost_sync::{BoostSync, BoostSyncLayer};

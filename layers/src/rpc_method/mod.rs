@@ -18,6 +18,7 @@
 //! request a JSON-RPC error (`-32700`, `-32600`) with the right id.
 //!
 //! [`MethodRouter`] sends each method name to its own service, and everything else to a fallback.
+//! [`Bypass`] sends the methods a stack of layers claims through it, and everything else around.
 //!
 //! # Example
 //!
@@ -44,11 +45,13 @@
 //! # }
 //! ```
 
+mod bypass;
 mod future;
 mod layer;
 mod router;
 mod service;
 
+pub use bypass::{Bypass, BypassLayer, Claims};
 pub use future::ResponseFuture;
 
 /// Registers the descriptions of this concern's metrics with the installed recorder.
