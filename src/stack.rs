@@ -11,6 +11,7 @@ use switchyard_layers::{
     builder::{Builder, BuilderClient, CircuitBreaker, LaneConfig, ModeSwitch},
     fcu_mux::PayloadJobs,
     flashblocks::{AcceptConfig, Flashblocks, PublishConfig, Publisher},
+    rpc_method::Claims,
     tls::{TlsError, UpstreamConnector},
 };
 use tower::{Service, ServiceBuilder};
@@ -127,6 +128,11 @@ pub fn stack(
     } else {
         switchyard_layers::claims::claimed_methods()
     };
+    let engine_claims: Claims = if parts.builders.is_empty() {
+        |_| false
+    } else {
+        switchyard_layers::claims::handled_by_engine_layers
+    };
     let mut select = PayloadSelectLayer::new(
         parts.builders.clone(),
         parts.jobs.clone(),
@@ -164,12 +170,10 @@ pub fn stack(
         )
         // Counted and timed per method as op-node sees it, once parsed.
         .layer(MeasureLayer::inbound())
-        // The Engine layers below pass every other call untouched: those go to op-geth around
-        // them, without a pass-through per layer (eth_* is most of op-node's traffic).
-        .layer(BypassLayer::new(
-            switchyard_layers::claims::handled_by_engine_layers,
-            l2.clone(),
-        ))
+        // The Engine layers below pass every other call untouched (and, with no builder, every
+        // call): those go to op-geth around them, without a pass-through per layer (eth_* is
+        // most of op-node's traffic).
+        .layer(BypassLayer::new(engine_claims, l2.clone()))
         // Chain updates enter each builder's lane as they arrive, ahead of the next block's
         // attributes, and never wait for an answer.
         .layer(
