@@ -1,43 +1,4 @@
-//! Calls that no layer of a stack handles go around it.
-//!
-//! # Behaviour
-//!
-//! [`Bypass`] wraps a stack of layers that each act on a few methods (the Engine API layers act
-//! on forkchoice updates, getPayload, newPayload, transactions and `miner_*` settings) and pass
-//! everything else through. A call whose [`RpcCall`] method the predicate claims goes through
-//! that stack; every other request (other calls, and batches forwarded whole) goes straight to
-//! the bypass service, which is normally the same service the stack ends in. The answer is the
-//! same either way: only the pass-through work of each layer is saved. Neither path is boxed.
-//!
-//! Both services are polled ready before a call, as tower's `Steer` does.
-//!
-//! # Example
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! use bytes::Bytes;
-//! use http::{Request, Response};
-//! use http_body_util::{BodyExt, Full};
-//! use switchyard_layers::{BypassLayer, RpcMethodLayer, body::RpcBody, jsonrpc::{self, RpcCall}};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//!
-//! fn answer(text: &'static str) -> impl Fn(Request<RpcBody>) -> std::future::Ready<Result<Response<RpcBody>, std::convert::Infallible>> + Clone {
-//!     move |req| {
-//!         let id = req.extensions().get::<RpcCall>().map(|c| c.id().to_vec()).unwrap_or_default();
-//!         std::future::ready(Ok(Response::new(RpcBody::new(jsonrpc::result_response(&id, text.as_bytes())))))
-//!     }
-//! }
-//!
-//! let svc = ServiceBuilder::new()
-//!     .layer(RpcMethodLayer::new())
-//!     .layer(BypassLayer::new(|method| method.starts_with("engine_"), service_fn(answer("\"around\""))))
-//!     .service_fn(answer("\"through\""));
-//! let req = Request::new(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#)));
-//! let body = svc.oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
-//! assert_eq!(&body[..], br#"{"jsonrpc":"2.0","id":1,"result":"around"}"#);
-//! # }
-//! ```
+//! Calls that no layer of a stack handles go around it (see [`Bypass`]).
 
 use std::task::{Context, Poll, ready};
 
@@ -77,8 +38,46 @@ impl<S, B: Clone> Layer<S> for BypassLayer<B> {
     }
 }
 
-/// Sends claimed calls through a stack and everything else around it. See the
-/// [module docs](self).
+/// Sends claimed calls through a stack and everything else around it.
+///
+/// # Behaviour
+///
+/// It wraps a stack of layers that each act on a few methods (the Engine API layers act
+/// on forkchoice updates, getPayload, newPayload, transactions and `miner_*` settings) and pass
+/// everything else through. A call whose [`RpcCall`] method the predicate claims goes through
+/// that stack; every other request (other calls, and batches forwarded whole) goes straight to
+/// the bypass service, which is normally the same service the stack ends in. The answer is the
+/// same either way: only the pass-through work of each layer is saved. Neither path is boxed.
+///
+/// Both services are polled ready before a call, as tower's `Steer` does.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::{BodyExt, Full};
+/// use switchyard_layers::{BypassLayer, RpcMethodLayer, body::RpcBody, jsonrpc::{self, RpcCall}};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// fn answer(text: &'static str) -> impl Fn(Request<RpcBody>) -> std::future::Ready<Result<Response<RpcBody>, std::convert::Infallible>> + Clone {
+///     move |req| {
+///         let id = req.extensions().get::<RpcCall>().map(|c| c.id().to_vec()).unwrap_or_default();
+///         std::future::ready(Ok(Response::new(RpcBody::new(jsonrpc::result_response(&id, text.as_bytes())))))
+///     }
+/// }
+///
+/// let svc = ServiceBuilder::new()
+///     .layer(RpcMethodLayer::new())
+///     .layer(BypassLayer::new(|method| method.starts_with("engine_"), service_fn(answer("\"around\""))))
+///     .service_fn(answer("\"through\""));
+/// let req = Request::new(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#)));
+/// let body = svc.oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+/// assert_eq!(&body[..], br#"{"jsonrpc":"2.0","id":1,"result":"around"}"#);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Bypass<S, B> {
     claims: Claims,
