@@ -123,11 +123,6 @@ pub fn stack(
 + Send
 + 'static {
     let policy = &config.builder_policy;
-    let claimed = if parts.builders.is_empty() {
-        Vec::new()
-    } else {
-        switchyard_layers::claims::claimed_methods()
-    };
     let engine_claims: Claims = if parts.builders.is_empty() {
         |_| false
     } else {
@@ -166,7 +161,7 @@ pub fn stack(
             RpcMethodLayer::new()
                 .with_limit(config.limits.max_request_size)
                 .with_body_timeout(config.limits.body_read_timeout)
-                .claim(claimed),
+                .claim_with(engine_claims),
         )
         // Counted and timed per method as op-node sees it, once parsed.
         .layer(MeasureLayer::inbound())

@@ -140,7 +140,7 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
-    use super::BypassLayer;
+    use super::{BypassLayer, Claims};
     use crate::{RpcMethodLayer, body::RpcBody, jsonrpc};
 
     /// A service that counts its calls and answers each with the method it was built for.
@@ -189,12 +189,11 @@ mod tests {
     async fn claimed_calls_go_through_and_the_rest_around() {
         let through = Arc::new(AtomicUsize::new(0));
         let around = Arc::new(AtomicUsize::new(0));
+        // One predicate for both: what the bypass sends through, the router splits out of batches.
+        let engine: Claims = |method| method.starts_with("engine_");
         let svc = ServiceBuilder::new()
-            .layer(RpcMethodLayer::new().claim(["engine_getPayloadV4"]))
-            .layer(BypassLayer::new(
-                |method| method.starts_with("engine_"),
-                counted("around", around.clone()),
-            ))
+            .layer(RpcMethodLayer::new().claim_with(engine))
+            .layer(BypassLayer::new(engine, counted("around", around.clone())))
             .service(counted("through", through.clone()));
 
         let engine = ask(
@@ -222,7 +221,7 @@ mod tests {
         .await;
         // A batch holding a claimed call is split: each call takes its own way.
         let split = ask(
-            svc,
+            svc.clone(),
             br#"[{"jsonrpc":"2.0","id":5,"method":"engine_getPayloadV4","params":["0x01"]},{"jsonrpc":"2.0","id":6,"method":"eth_blockNumber"}]"#,
         )
         .await;
@@ -230,7 +229,17 @@ mod tests {
             &split[..],
             br#"[{"jsonrpc":"2.0","id":5,"result":"through"},{"jsonrpc":"2.0","id":6,"result":"around"}]"#
         );
-        assert_eq!(through.load(Ordering::SeqCst), 2);
-        assert_eq!(around.load(Ordering::SeqCst), 3);
+        // Any method the predicate holds is split out, not only those named anywhere.
+        let split = ask(
+            svc,
+            br#"[{"jsonrpc":"2.0","id":7,"method":"net_version"},{"jsonrpc":"2.0","id":8,"method":"engine_newPayloadV1","params":[{}]}]"#,
+        )
+        .await;
+        assert_eq!(
+            &split[..],
+            br#"[{"jsonrpc":"2.0","id":7,"result":"around"},{"jsonrpc":"2.0","id":8,"result":"through"}]"#
+        );
+        assert_eq!(through.load(Ordering::SeqCst), 3);
+        assert_eq!(around.load(Ordering::SeqCst), 4);
     }
 }

@@ -2,7 +2,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use tower::Layer;
 
-use super::RpcMethod;
+use super::{Claims, RpcMethod};
 
 /// Default cap on a request body: 32 MiB. The largest Engine API message is a newPayload of a
 /// block op-node can still gossip (10 MiB compressed), which as hex JSON stays well under this.
@@ -21,18 +21,20 @@ pub(super) struct Config {
     pub(super) claimed: Claimed,
 }
 
-#[derive(Clone, Debug)]
-pub(super) enum Claimed {
-    Methods(HashSet<Box<str>>),
-    All,
+/// What [`RpcMethodLayer::claim`], [`RpcMethodLayer::claim_with`] and
+/// [`RpcMethodLayer::claim_all`] declared; a method is claimed if any of them holds it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Claimed {
+    methods: HashSet<Box<str>>,
+    matching: Option<Claims>,
+    all: bool,
 }
 
 impl Claimed {
     pub(super) fn contains(&self, method: &str) -> bool {
-        match self {
-            Self::Methods(methods) => methods.contains(method),
-            Self::All => true,
-        }
+        self.all
+            || self.matching.is_some_and(|claims| claims(method))
+            || self.methods.contains(method)
     }
 }
 
@@ -49,7 +51,7 @@ impl RpcMethodLayer {
             config: Arc::new(Config {
                 limit: DEFAULT_BODY_LIMIT,
                 body_timeout: None,
-                claimed: Claimed::Methods(HashSet::new()),
+                claimed: Claimed::default(),
             }),
         }
     }
@@ -77,15 +79,23 @@ impl RpcMethodLayer {
         I: IntoIterator<Item = M>,
         M: Into<Box<str>>,
     {
-        if let Claimed::Methods(set) = &mut self.config_mut().claimed {
-            set.extend(methods.into_iter().map(Into::into));
-        }
+        let claimed = &mut self.config_mut().claimed;
+        claimed.methods.extend(methods.into_iter().map(Into::into));
+        self
+    }
+
+    /// Declares, as a predicate, the methods that layers below handle themselves (the same
+    /// predicate a [`BypassLayer`](crate::BypassLayer) takes, so a stack says it once): a batch
+    /// holding one of them is split as with [`claim`](Self::claim). Replaces an earlier
+    /// predicate; methods named with [`claim`](Self::claim) stay claimed.
+    pub fn claim_with(mut self, claims: Claims) -> Self {
+        self.config_mut().claimed.matching = Some(claims);
         self
     }
 
     /// Splits every batch into single calls (for routers that must see each call).
     pub fn claim_all(mut self) -> Self {
-        self.config_mut().claimed = Claimed::All;
+        self.config_mut().claimed.all = true;
         self
     }
 }
