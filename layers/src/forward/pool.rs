@@ -81,9 +81,11 @@ impl<C: super::Connector> Pool<C> {
         if let Some(host) = &self.host {
             req.headers_mut().insert(http::header::HOST, host.clone());
         }
+        // Connecting (TCP, TLS, the handshake) is a future of kilobytes that every exchange
+        // would otherwise carry and copy; boxed, only the rare call that connects pays for it.
         let (mut sender, reused) = match self.take_idle().await {
             Some(sender) => (sender, true),
-            None => (self.connect().await?, false),
+            None => (Box::pin(self.connect()).await?, false),
         };
         let response = match sender.try_send_request(req).await {
             Ok(response) => response,
@@ -91,7 +93,7 @@ impl<C: super::Connector> Pool<C> {
                 // The server closed a kept-alive connection before our request went out on it:
                 // nothing was sent, so sending it on a fresh one is safe.
                 Some(req) if reused => {
-                    sender = self.connect().await?;
+                    sender = Box::pin(self.connect()).await?;
                     sender
                         .send_request(req)
                         .await

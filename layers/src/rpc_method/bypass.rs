@@ -1,6 +1,9 @@
 //! Calls that no layer of a stack handles go around it (see [`Bypass`]).
 
-use std::task::{Context, Poll, ready};
+use std::{
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
 
 use futures_util::future::Either;
 use http::{Request, Response};
@@ -47,7 +50,8 @@ impl<S, B: Clone> Layer<S> for BypassLayer<B> {
 /// everything else through. A call whose [`RpcCall`] method the predicate claims goes through
 /// that stack; every other request (other calls, and batches forwarded whole) goes straight to
 /// the bypass service, which is normally the same service the stack ends in. The answer is the
-/// same either way: only the pass-through work of each layer is saved. Neither path is boxed.
+/// same either way: only the pass-through work of each layer is saved. The stack's future is
+/// boxed, so that the future of every other call is no larger than the bypass service's.
 ///
 /// Both services are polled ready before a call, as tower's `Steer` does.
 ///
@@ -104,7 +108,7 @@ where
 {
     type Response = Response<RpcBody>;
     type Error = S::Error;
-    type Future = Either<S::Future, B::Future>;
+    type Future = Either<Pin<Box<S::Future>>, B::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Either may take the next call, so both must be ready for it.
@@ -118,7 +122,10 @@ where
             .get::<RpcCall>()
             .is_some_and(|call| (self.claims)(call.method()));
         if claimed {
-            Either::Left(self.through.call(req))
+            // Boxed: a stack's future is large (1,136 bytes for switchyard's Engine layers, 280
+            // around them), and every wrapper above moves its caller's future by value; boxed,
+            // the common call stays small, for one allocation per claimed call.
+            Either::Left(Box::pin(self.through.call(req)))
         } else {
             Either::Right(self.around.call(req))
         }
