@@ -31,7 +31,7 @@
 //!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
-//! after measured in one run. `LOAD_ONLY=eth|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
+//! after measured in one run. `LOAD_ONLY=eth|eth-16|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
 //! one workload alone, longer (for profiling). `LOAD_CALLGRIND=<dir>` runs the proxies under
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
@@ -1772,21 +1772,27 @@ async fn orchestrate(quick: bool) {
         flashblocks::run(quick).await;
         return;
     }
-    // LOAD_ONLY=eth runs the eth_* workload alone, long, for profiling a proxy.
-    if only == "eth" {
+    // LOAD_ONLY=eth (or eth-16: 16 clients at once) runs the eth_* workload alone, long, for
+    // profiling a proxy.
+    if only == "eth" || only == "eth-16" {
         let setup = Setup::new((0, 0), 1);
         eprintln!(
             "switchyard pid {} bare pid {}",
             setup.switchyard.pid(),
             setup.bare.pid()
         );
-        let rows = vec![
+        let row = if only == "eth" {
             run_workload(&setup, "eth_blockNumber c=1", "req", 20, |t| {
                 eth_calls_owned(t, 1, 2_000)
             })
-            .await,
-        ];
-        print(&rows);
+            .await
+        } else {
+            run_workload(&setup, "eth_blockNumber c=16", "req", 20, |t| {
+                eth_calls_owned(t, 16, 500)
+            })
+            .await
+        };
+        print(&[row]);
         return;
     }
     let mut rows = Vec::new();

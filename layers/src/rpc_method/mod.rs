@@ -9,9 +9,10 @@
 //! - a single call: an [`RpcCall`](crate::jsonrpc::RpcCall);
 //! - a batch whose methods no layer claims: one [`RpcBatch`](crate::jsonrpc::RpcBatch), and the
 //!   batch travels on as one request, byte for byte;
-//! - a batch holding a *claimed* method (see [`RpcMethodLayer::claim`]): each element becomes a
-//!   request of its own, all run concurrently, and their answers are joined in the batch's order.
-//!   Invalid elements are answered in place.
+//! - a batch holding a *claimed* method (see [`RpcMethodLayer::claim`] and
+//!   [`RpcMethodLayer::claim_with`]): each element becomes a request of its own, all run
+//!   concurrently, and their answers are joined in the batch's order. Invalid elements are
+//!   answered in place.
 //!
 //! Bad input never reaches the inner service: a body over the cap is answered `413`, a body that
 //! does not arrive in time `408`, a broken body stream `400`, and malformed JSON or an invalid
