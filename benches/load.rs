@@ -261,6 +261,11 @@ impl Process {
         self.status_kib("VmRSS:")
     }
 
+    /// Resident memory now, anonymous and file-backed, in KiB.
+    fn resident_split_kib(&self) -> Option<(u64, u64)> {
+        Some((self.status_kib("RssAnon:")?, self.status_kib("RssFile:")?))
+    }
+
     /// A `/proc/<pid>/status` figure in KiB.
     fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
@@ -416,8 +421,22 @@ fn spawn_self(args: &[&str]) -> Process {
 
 /// This binary as a proxy (`--bare-forwarder`): under callgrind with `LOAD_CALLGRIND`.
 fn spawn_self_proxy(name: &str, args: &[&str]) -> Process {
-    let (command, callgrind) = proxy_command(&std::env::current_exe().unwrap(), name);
+    let program = std::env::current_exe().unwrap();
+    evict_from_page_cache(&program);
+    let (command, callgrind) = proxy_command(&program, name);
     spawn(command, callgrind, args)
+}
+
+/// Drops `binary`'s pages from the page cache (all but those a running process maps), so that
+/// each proxy maps its binary as read back from disk, as after a restart, and not as the linker
+/// or a copy left it: the same bytes read 9.0 MiB RSS idle when read back and 10.2 when freshly
+/// copied, a difference that moved peak RSS by more than any change did. GNU dd's
+/// `iflag=nocache count=0` asks the kernel (`posix_fadvise(DONTNEED)`) for the whole file.
+pub(crate) fn evict_from_page_cache(binary: &std::path::Path) {
+    let _ = Command::new("dd")
+        .arg(format!("if={}", binary.display()))
+        .args(["iflag=nocache", "count=0", "status=none"])
+        .status();
 }
 
 fn spawn(mut command: Command, callgrind: Option<std::path::PathBuf>, args: &[&str]) -> Process {
@@ -458,6 +477,7 @@ fn spawn_switchyard(
     builders: &[Process],
     extra: &[&str],
 ) -> Process {
+    evict_from_page_cache(std::path::Path::new(binary));
     let (mut command, callgrind) = proxy_command(std::path::Path::new(binary), name);
     let builder_urls: Vec<String> = builders
         .iter()
@@ -1065,6 +1085,17 @@ fn traced_wanted() -> bool {
     std::env::var("LOAD_ONLY").is_ok_and(|only| only == "tracing")
 }
 
+/// The switchyard binary measured: `LOAD_SWITCHYARD=<binary>`, else the one cargo built beside
+/// this bench. That one carries the dev-dependencies' features (criterion's and proptest's regex
+/// with its Unicode tables): a larger text than an operator's `cargo build --release`, and so a
+/// larger RSS. `scripts/bench-load` measures the operator's build.
+pub(crate) fn switchyard_binary() -> String {
+    std::env::var("LOAD_SWITCHYARD")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchyard").to_owned())
+}
+
 fn candidate_binary() -> Option<String> {
     std::env::var("LOAD_CANDIDATE")
         .ok()
@@ -1098,7 +1129,7 @@ impl Setup {
         let floor = (sim("op-geth"), some_builders());
         let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
         let switchyard = spawn_switchyard(
-            env!("CARGO_BIN_EXE_switchyard"),
+            &switchyard_binary(),
             "switchyard",
             &sims[2],
             &switchyard_builders,
@@ -1114,7 +1145,7 @@ impl Setup {
             let collector = spawn_self(&["--serve-otlp-sink"]);
             let endpoint = format!("http://{}", collector.addr);
             let switchyard = spawn_switchyard(
-                env!("CARGO_BIN_EXE_switchyard"),
+                &switchyard_binary(),
                 "traced",
                 &l2,
                 &builders,
@@ -1242,6 +1273,9 @@ struct Target {
 struct Measured {
     samples: Samples,
     peak_rss_kib: Option<u64>,
+    /// Resident at the workload's end: anonymous (switchyard's own memory) and file-backed (its
+    /// binary's pages the kernel mapped, shared with the page cache), in KiB.
+    resident_split_kib: Option<(u64, u64)>,
     cpu_seconds: Option<f64>,
     simulators_cpu_seconds: f64,
     instructions: Option<u64>,
@@ -1332,6 +1366,7 @@ where
     }
     for config in setup.configs(cycles) {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
+        let split = setup.proxy(config).and_then(Process::resident_split_kib);
         let instructions = setup.proxy(config).and_then(Process::instructions);
         let decisions = match (setup.proxy(config), decisions_before.get(config)) {
             (Some(p), Some(before)) => p.decisions().await.map(|after| Decisions {
@@ -1342,6 +1377,7 @@ where
         };
         if let Some(entry) = results.get_mut(config) {
             entry.peak_rss_kib = peak;
+            entry.resident_split_kib = split;
             entry.instructions = instructions;
             entry.decisions = decisions.or(entry.samples.decisions);
         }
@@ -1409,7 +1445,7 @@ fn print_instructions(rows: &[Row]) {
 
 fn print(rows: &[Row]) {
     println!(
-        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB) | proxy CPU per op (µs) | simulators' CPU per op (µs) |"
+        "\n| workload | config | p50 (µs) | p99 (µs) | throughput (op/s) | added p50 vs direct (µs) | added p99 vs direct (µs) | peak RSS (MiB; at the end, anonymous + file-backed) | proxy CPU per op (µs) | simulators' CPU per op (µs) |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
@@ -1418,6 +1454,7 @@ fn print(rows: &[Row]) {
             let Measured {
                 samples,
                 peak_rss_kib: rss,
+                resident_split_kib: split,
                 cpu_seconds: cpu,
                 simulators_cpu_seconds: simulators,
                 ..
@@ -1432,7 +1469,16 @@ fn print(rows: &[Row]) {
                 row.unit,
                 samples.percentile(0.5) - direct.percentile(0.5),
                 samples.percentile(0.99) - direct.percentile(0.99),
-                rss.map_or("-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+                match (rss, split) {
+                    (Some(peak), Some((anon, file))) => format!(
+                        "{:.1} ({:.1} + {:.1})",
+                        *peak as f64 / 1024.0,
+                        *anon as f64 / 1024.0,
+                        *file as f64 / 1024.0
+                    ),
+                    (Some(peak), None) => format!("{:.1}", *peak as f64 / 1024.0),
+                    _ => "-".to_owned(),
+                },
                 cpu.map_or("-".to_owned(), |s| format!("{:.0}", per_op(s))),
                 per_op(*simulators),
             );

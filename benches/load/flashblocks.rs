@@ -223,6 +223,7 @@ fn daemon_with(
         ]);
     }
     args.extend(extra.iter().map(|a| (*a).to_owned()));
+    super::evict_from_page_cache(std::path::Path::new(binary));
     let mut child = std::process::Command::new(binary)
         .args(&args)
         .env("RUST_LOG", "warn,switchyard=info,switchyard::payload=warn")
@@ -253,7 +254,7 @@ fn daemon_with(
 
 /// Runs the flashblocks rows and prints their table.
 pub(crate) async fn run(quick: bool) {
-    let binary = env!("CARGO_BIN_EXE_switchyard");
+    let binary = &super::switchyard_binary();
     let (rounds, blocks) = if quick { (3, 4) } else { (5, 10) };
     let fanouts: &[usize] = if quick { &[1, 100] } else { &[1, 100, 1_000] };
     let spec = super::chain_spec();
