@@ -95,10 +95,9 @@ fn is_chain_update(call: &RpcCall) -> bool {
     match EngineMethod::parse(call.method()) {
         Some(EngineMethod::NewPayload(_)) => true,
         // A scan, not a decode: this runs on every forkchoice update, ahead of op-geth's call.
-        Some(EngineMethod::ForkchoiceUpdated(_)) => call
-            .params()
-            .and_then(engine::has_attributes)
-            .is_some_and(|has| !has),
+        Some(EngineMethod::ForkchoiceUpdated(_)) => {
+            engine::call_has_attributes(call).is_some_and(|has| !has)
+        }
         _ => false,
     }
 }

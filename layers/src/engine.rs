@@ -36,7 +36,10 @@ use alloy_rpc_types_engine::{
 };
 use bytes::Bytes;
 
-use crate::{body::RpcBody, jsonrpc::ErrorObject};
+use crate::{
+    body::RpcBody,
+    jsonrpc::{ErrorObject, RpcCall},
+};
 use op_alloy_rpc_types_engine::{
     OpExecutionData, OpExecutionPayload, OpExecutionPayloadEnvelopeV3, OpExecutionPayloadEnvelopeV4,
 };
@@ -87,19 +90,41 @@ impl EngineMethod {
 ///
 /// If the params are not an array whose first element is a forkchoice state.
 pub fn forkchoice_head(params: &[u8]) -> Result<(B256, Option<&[u8]>), serde_json::Error> {
+    let (state, rest) = crate::scan::head_and_rest(params).map_err(|_| not_forkchoice_params())?;
+    head_and_attributes(&params[state], rest.map(|rest| &params[rest]))
+}
+
+/// [`forkchoice_head`] of a parsed call, whose params are split once however many layers ask.
+///
+/// # Errors
+///
+/// If the call has no params, or they are not an array whose first element is a forkchoice
+/// state.
+pub fn call_forkchoice_head(call: &RpcCall) -> Result<(B256, Option<&[u8]>), serde_json::Error> {
+    let (state, rest) = call
+        .params_first_and_rest()
+        .ok_or_else(not_forkchoice_params)?;
+    head_and_attributes(state, rest)
+}
+
+fn not_forkchoice_params() -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom("not forkchoice params")
+}
+
+fn head_and_attributes<'a>(
+    state: &[u8],
+    rest: Option<&'a [u8]>,
+) -> Result<(B256, Option<&'a [u8]>), serde_json::Error> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Head {
         head_block_hash: B256,
     }
-    let not_params = |_| <serde_json::Error as serde::de::Error>::custom("not forkchoice params");
-    let (state, attributes) = crate::scan::head_and_rest(params).map_err(not_params)?;
-    let state = &params[state];
     let head = match scanned_head(state) {
         Some(head) => head,
         None => serde_json::from_slice::<Head>(state)?.head_block_hash,
     };
-    Ok((head, attributes_of(params, attributes)))
+    Ok((head, attributes_of(rest)))
 }
 
 /// `headBlockHash` as op-node writes it (`"0x"` and 64 hex digits, no escape anywhere in the
@@ -112,8 +137,8 @@ fn scanned_head(state: &[u8]) -> Option<B256> {
     crate::scan::hex_literal(&state[head?]).map(B256::from)
 }
 
-fn attributes_of(params: &[u8], rest: Option<std::ops::Range<usize>>) -> Option<&[u8]> {
-    rest.map(|span| &params[span]).filter(|raw| *raw != b"null")
+fn attributes_of(rest: Option<&[u8]>) -> Option<&[u8]> {
+    rest.filter(|raw| *raw != b"null")
 }
 
 /// Whether `engine_forkchoiceUpdated` params carry attributes (anything after the state but
@@ -121,10 +146,17 @@ fn attributes_of(params: &[u8], rest: Option<std::ops::Range<usize>>) -> Option<
 /// element is an object.
 pub fn has_attributes(params: &[u8]) -> Option<bool> {
     let (state, rest) = crate::scan::head_and_rest(params).ok()?;
-    if params.get(state.start) != Some(&b'{') {
-        return None;
-    }
-    Some(attributes_of(params, rest).is_some())
+    attributes_follow(&params[state], rest.map(|rest| &params[rest]))
+}
+
+/// [`has_attributes`] of a parsed call, whose params are split once however many layers ask.
+pub fn call_has_attributes(call: &RpcCall) -> Option<bool> {
+    let (state, rest) = call.params_first_and_rest()?;
+    attributes_follow(state, rest)
+}
+
+fn attributes_follow(state: &[u8], rest: Option<&[u8]>) -> Option<bool> {
+    (state.first() == Some(&b'{')).then(|| attributes_of(rest).is_some())
 }
 
 /// The payload id of `engine_getPayload` params.
@@ -919,6 +951,25 @@ mod tests {
         assert_eq!(has_attributes(with.as_bytes()), Some(true));
         assert_eq!(has_attributes(b"[1]"), None);
         assert_eq!(has_attributes(b"[{}"), None);
+        // A parsed call reads the same, asked twice (the second answer is the kept split).
+        for params in [&one, &null, &with, &spaced, &extra, "[1]", "[{}", "{}"] {
+            let call = RpcCall::new("engine_forkchoiceUpdatedV3", b"1", params.as_bytes());
+            for _ in 0..2 {
+                assert_eq!(
+                    call_forkchoice_head(&call).ok(),
+                    forkchoice_head(params.as_bytes()).ok(),
+                    "{params}"
+                );
+                assert_eq!(
+                    call_has_attributes(&call),
+                    has_attributes(params.as_bytes()),
+                    "{params}"
+                );
+            }
+        }
+        let no_params = RpcCall::head("engine_forkchoiceUpdatedV3", b"1");
+        assert!(call_forkchoice_head(&no_params).is_err());
+        assert_eq!(call_has_attributes(&no_params), None);
     }
 
     fn payload_json(v2: bool, v3: bool, v4: bool) -> serde_json::Value {

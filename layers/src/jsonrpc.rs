@@ -30,7 +30,7 @@
 //! assert_eq!(call.params(), Some(&b"[]"[..]));
 //! ```
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, ops::Range, sync::OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -91,7 +91,12 @@ pub struct RpcCall {
     id: Bytes,
     params: Option<Bytes>,
     bytes: Bytes,
+    /// The params split by [`RpcCall::params_first_and_rest`], once asked for.
+    split: OnceLock<Option<ParamsSplit>>,
 }
+
+/// Spans in the params: the first element, and everything after its comma.
+type ParamsSplit = (Range<usize>, Option<Range<usize>>);
 
 impl RpcCall {
     /// The method name, unescaped.
@@ -117,6 +122,19 @@ impl RpcCall {
     /// The `params` member as a shared, zero-copy slice of the body, if present.
     pub fn params_bytes(&self) -> Option<&Bytes> {
         self.params.as_ref()
+    }
+
+    /// The params' first element, and everything after its comma up to the closing bracket
+    /// (trimmed; `None` when the first is the only element); `None` if the params are not an
+    /// array with a first element. The rest is not scanned. Found on the first ask and kept:
+    /// boost sync and the forkchoice multiplexer both read a forkchoice update's state.
+    pub fn params_first_and_rest(&self) -> Option<(&[u8], Option<&[u8]>)> {
+        let params = self.params.as_deref()?;
+        let (first, rest) = self
+            .split
+            .get_or_init(|| scan::head_and_rest(params).ok())
+            .clone()?;
+        Some((&params[first], rest.map(|rest| &params[rest])))
     }
 
     /// The call's own JSON text: the whole body for a single call, the element for a batch member.
@@ -172,6 +190,7 @@ impl RpcCall {
             id: bytes.slice(id_start..id_start + id.len()),
             params: Some(bytes.slice(params_start..params_end)),
             bytes,
+            split: OnceLock::new(),
         }
     }
 }
@@ -331,6 +350,7 @@ fn parse_call(bytes: Bytes) -> Result<Result<RpcCall, RpcError>, ()> {
         params: members.params.map(|span| bytes.slice(span)),
         id,
         bytes,
+        split: OnceLock::new(),
     }))
 }
 
@@ -378,6 +398,7 @@ fn decode_call(bytes: Bytes) -> Result<Result<RpcCall, RpcError>, ()> {
             .map(|raw| bytes.slice_ref(raw.get().as_bytes())),
         id,
         bytes: bytes.clone(),
+        split: OnceLock::new(),
     }))
 }
 

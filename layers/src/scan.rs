@@ -328,8 +328,6 @@ pub(crate) fn array(bytes: &[u8]) -> Result<Vec<Range<usize>>, ScanError> {
 /// comma up to the closing bracket (trimmed; `None` when it is the only element). The rest is
 /// not scanned: for params whose first element is small and whose second is large and decoded
 /// by whoever wants it.
-// Only the Engine API layers read params this way; the scanner's tests run in every build.
-#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub(crate) fn head_and_rest(
     bytes: &[u8],
 ) -> Result<(Range<usize>, Option<Range<usize>>), ScanError> {

@@ -112,9 +112,22 @@ impl PayloadJobs {
     pub fn insert(&self, id: PayloadId, job: PayloadJob) {
         let newest = job.timestamp;
         let job = Arc::new(job);
-        self.latest.send_replace(Some((id, job.clone())));
+        let latest = Some((id, job.clone()));
+        if self.latest.receiver_count() == 0 {
+            // Kept for whoever subscribes next, without waking anyone: no one is watching.
+            self.latest.send_if_modified(|kept| {
+                *kept = latest;
+                false
+            });
+        } else {
+            self.latest.send_replace(latest);
+        }
         let mut jobs = self.lock();
-        jobs.retain(|filed| filed.id != id && filed.timestamp + HORIZON_SECS >= newest);
+        let stale = |filed: &Filed| filed.id == id || filed.timestamp + HORIZON_SECS < newest;
+        // Usually nothing is: a read-only pass is cheaper than a retain over every job.
+        if jobs.iter().any(stale) {
+            jobs.retain(|filed| !stale(filed));
+        }
         while jobs.len() >= self.capacity {
             jobs.pop_front();
         }
@@ -188,5 +201,35 @@ mod tests {
             jobs.get(&PayloadId::new([1; 8])).map(|j| j.timestamp),
             Some(6)
         );
+    }
+
+    #[test]
+    fn the_latest_job_reaches_watchers_and_waits_for_late_ones() {
+        let jobs = PayloadJobs::new(8);
+        jobs.insert(PayloadId::new([1; 8]), job(5));
+        let mut late = jobs.watch();
+        assert_eq!(
+            late.borrow().as_ref().map(|(id, _)| *id),
+            Some(PayloadId::new([1; 8])),
+            "filed while no one watched, still there for the next watcher"
+        );
+        assert!(!late.has_changed().expect("open"));
+        jobs.insert(PayloadId::new([2; 8]), job(6));
+        assert!(late.has_changed().expect("open"), "a watcher is told");
+        assert_eq!(
+            late.borrow_and_update().as_ref().map(|(id, _)| *id),
+            Some(PayloadId::new([2; 8]))
+        );
+    }
+
+    #[test]
+    fn an_expired_job_goes_wherever_it_sits() {
+        let jobs = PayloadJobs::new(8);
+        jobs.insert(PayloadId::new([1; 8]), job(1_000));
+        // A reorg files an older timestamp behind a newer one.
+        jobs.insert(PayloadId::new([2; 8]), job(900));
+        jobs.insert(PayloadId::new([3; 8]), job(1_000 + 1));
+        assert_eq!(jobs.len(), 2, "900 is more than a minute behind 1001");
+        assert!(jobs.get(&PayloadId::new([2; 8])).is_none());
     }
 }

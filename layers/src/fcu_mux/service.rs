@@ -107,7 +107,7 @@ impl FcuMuxLayer {
         if self.mode.get() == ExecutionMode::Disabled {
             return None;
         }
-        let (head, raw_attributes) = engine::forkchoice_head(call.params_bytes()?).ok()?;
+        let (head, raw_attributes) = engine::call_forkchoice_head(call).ok()?;
         Some((version, head, raw_attributes?))
     }
 
