@@ -36,6 +36,12 @@
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
 //!
+//! `LOAD_SWITCHYARD=<binary>` measures that switchyard in place of the one cargo built beside this
+//! bench (`scripts/bench-load` passes the operator's `cargo build --release`). Each proxy's binary
+//! is dropped from the page cache before it starts, so that its file-backed pages are mapped as
+//! after a restart; the RSS column splits what is resident at the end into anonymous memory
+//! (the proxy's own) and file-backed pages (its binary's code and data, shared with the page cache).
+//!
 //! `<this binary> --gateway-forwarder <upstream addr> <secret hex>` is the least gateway built from
 //! `switchyard-layers` (JWT checked, call parsed, op-geth's JWT signed, `Forward`), on one thread;
 //! `GW_MEASURE`, `GW_GUARDS` (trace span, panic catch, sensitive headers) and `GW_SERVER`

@@ -5,10 +5,11 @@ use std::{
 
 use alloy_primitives::B256;
 use alloy_rpc_types_engine::PayloadId;
+use bytes::Bytes;
 use op_alloy_rpc_types_engine::OpPayloadAttributes;
 use tokio::sync::watch;
 
-use crate::builder::Builder;
+use crate::{builder::Builder, jsonrpc::RpcResponse, scan};
 
 /// One builder's answer to a forkchoice update with attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub struct PayloadJob {
 #[derive(Debug)]
 pub struct PayloadJobs {
     jobs: Mutex<VecDeque<Filed>>,
+    /// Jobs whose payload id is still to be read from op-geth's answer (see
+    /// [`PayloadJobs::insert_answered`]); filed before any read of `jobs`.
+    answered: Mutex<Vec<(Bytes, PayloadJob)>>,
     capacity: usize,
     latest: watch::Sender<Option<(PayloadId, Arc<PayloadJob>)>>,
 }
@@ -89,6 +93,32 @@ struct Filed {
     job: Arc<PayloadJob>,
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The payload id in op-geth's answer to a forkchoice update: the answer read as any upstream
+/// answer is, then the result's members scanned for it (decoded when the scan cannot read them).
+pub(super) fn payload_id(answer: &[u8]) -> Option<PayloadId> {
+    #[derive(serde::Deserialize)]
+    struct Updated {
+        #[serde(rename = "payloadId")]
+        payload_id: Option<PayloadId>,
+    }
+    let result = RpcResponse::from_slice(answer).ok()?.result?;
+    match scan::members_loosely(result, [b"payloadId"]) {
+        Ok([id]) => {
+            let id = &result[id?];
+            scan::hex_literal(id)
+                .map(PayloadId::new)
+                .or_else(|| serde_json::from_slice(id).ok())
+        }
+        Err(_) => serde_json::from_slice::<Updated>(result).ok()?.payload_id,
+    }
+}
+
 /// Jobs whose timestamp is this far behind the newest are gone: op-node never asks for them.
 const HORIZON_SECS: u64 = 60;
 
@@ -97,19 +127,50 @@ impl PayloadJobs {
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             jobs: Mutex::new(VecDeque::new()),
+            answered: Mutex::new(Vec::new()),
             capacity: capacity.max(1),
             latest: watch::channel(None).0,
         })
     }
 
+    /// The filed jobs, the answered ones among them.
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Filed>> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.file_answered();
+        lock(&self.jobs)
     }
 
     /// Files a job (replacing one under the same id) and evicts old ones.
     pub fn insert(&self, id: PayloadId, job: PayloadJob) {
+        self.file_answered();
+        self.file(id, job);
+    }
+
+    /// Files a job under the payload id in `answer`, op-geth's answer to the forkchoice update
+    /// (nothing if it has none), after op-node has that answer: the answer is read and the job
+    /// filed by a task of its own, which runs once the current one yields (at once outside a
+    /// runtime). Any read of the jobs before then files it first, so that a getPayload always
+    /// finds it.
+    pub fn insert_answered(self: &Arc<Self>, answer: Bytes, job: PayloadJob) {
+        lock(&self.answered).push((answer, job));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let jobs = Arc::clone(self);
+                drop(runtime.spawn(async move { jobs.file_answered() }));
+            }
+            Err(_) => self.file_answered(),
+        }
+    }
+
+    fn file_answered(&self) {
+        let mut answered = lock(&self.answered);
+        for (answer, job) in answered.drain(..) {
+            if let Some(id) = payload_id(&answer) {
+                self.file(id, job);
+            }
+        }
+    }
+
+    fn file(&self, id: PayloadId, job: PayloadJob) {
         let newest = job.timestamp;
         let job = Arc::new(job);
         let latest = Some((id, job.clone()));
@@ -122,7 +183,7 @@ impl PayloadJobs {
         } else {
             self.latest.send_replace(latest);
         }
-        let mut jobs = self.lock();
+        let mut jobs = lock(&self.jobs);
         let stale = |filed: &Filed| filed.id == id || filed.timestamp + HORIZON_SECS < newest;
         // Usually nothing is: a read-only pass is cheaper than a retain over every job.
         if jobs.iter().any(stale) {
@@ -149,6 +210,7 @@ impl PayloadJobs {
 
     /// The job filed last and its id, as each is filed (what streams of partial blocks follow).
     pub fn watch(&self) -> watch::Receiver<Option<(PayloadId, Arc<PayloadJob>)>> {
+        self.file_answered();
         self.latest.subscribe()
     }
 
@@ -222,6 +284,33 @@ mod tests {
         );
     }
 
+    const ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"payloadStatus":{"status":"VALID","latestValidHash":null,"validationError":null},"payloadId":"0x0000000000000007"}}"#;
+
+    #[tokio::test]
+    async fn an_answered_job_is_found_before_its_task_has_run() {
+        let jobs = PayloadJobs::new(8);
+        jobs.insert_answered(Bytes::from_static(ANSWER), job(5));
+        // No yield since: the filing task has not run, the read files the job itself.
+        let found = jobs.get(&PayloadId::new([0, 0, 0, 0, 0, 0, 0, 7]));
+        assert_eq!(found.map(|j| j.timestamp), Some(5));
+        tokio::task::yield_now().await;
+        assert_eq!(jobs.len(), 1, "filed once");
+        let no_id = br#"{"jsonrpc":"2.0","id":1,"result":{"payloadStatus":{"status":"SYNCING"},"payloadId":null}}"#;
+        jobs.insert_answered(Bytes::from_static(no_id), job(6));
+        assert_eq!(
+            jobs.len(),
+            1,
+            "an answer without a payload id files nothing"
+        );
+    }
+
+    #[test]
+    fn an_answered_job_outside_a_runtime_is_filed_at_once() {
+        let jobs = PayloadJobs::new(8);
+        jobs.insert_answered(Bytes::from_static(ANSWER), job(5));
+        assert_eq!(lock(&jobs.jobs).len(), 1);
+    }
+
     #[test]
     fn an_expired_job_goes_wherever_it_sits() {
         let jobs = PayloadJobs::new(8);
@@ -231,5 +320,28 @@ mod tests {
         jobs.insert(PayloadId::new([3; 8]), job(1_000 + 1));
         assert_eq!(jobs.len(), 2, "900 is more than a minute behind 1001");
         assert!(jobs.get(&PayloadId::new([2; 8])).is_none());
+    }
+
+    #[test]
+    fn payload_id_is_read_from_op_geths_answer_only_where_it_is() {
+        let answer = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"status":"VALID","latestValidHash":"0x01","validationError":null},"payloadId":"0x0102030405060708"}}"#;
+        assert_eq!(
+            payload_id(answer),
+            Some(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))
+        );
+        let no_id = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"status":"SYNCING"},"payloadId":null}}"#;
+        assert_eq!(payload_id(no_id), None);
+        let error = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-38003,"message":"Invalid payload attributes"}}"#;
+        assert_eq!(payload_id(error), None);
+        assert_eq!(payload_id(br#"{"result":{"payloadId":"0x01"}}"#), None);
+        assert_eq!(payload_id(b"{\"result\":"), None);
+        // Only the result's own member counts, as the decode reads it; escapes go to the decode.
+        let nested = br#"{"payloadId":"0x0102030405060708","result":{"payloadStatus":{"payloadId":"0x0102030405060708"}}}"#;
+        assert_eq!(payload_id(nested), None);
+        let escaped = br#"{"result":{"payload\u0049d":"0x0102030405060708"}}"#;
+        assert_eq!(
+            payload_id(escaped),
+            Some(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))
+        );
     }
 }

@@ -13,8 +13,11 @@
 //! shared [`PayloadJobs`]: the attributes asked for, the parent, and for each builder a handle
 //! on its own forkchoice answer (its payload id, which differs from op-geth's whenever the
 //! builder derives ids differently, or why it has none). [`PayloadSelect`](crate::PayloadSelect)
-//! reads it on `engine_getPayload`. Jobs are evicted as the chain moves on: beyond a fixed
-//! count, or once their timestamp is a minute behind the newest.
+//! reads it on `engine_getPayload`. op-node has op-geth's answer first: the payload id is read
+//! from it and the job filed just after, by a task of its own; any read of the jobs before that
+//! task runs files it first, so a getPayload always finds it. (Traced calls file it before
+//! answering, to put the id on the call's span.) Jobs are evicted as the chain moves on: beyond
+//! a fixed count, or once their timestamp is a minute behind the newest.
 //!
 //! Passed through untouched: forkchoice updates without attributes (boost sync handles those),
 //! `noTxPool` ones (op-geth alone must build those: derivation and forced-inclusion blocks), and

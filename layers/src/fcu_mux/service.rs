@@ -6,7 +6,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadId, PayloadStatusEnum};
+use alloy_rpc_types_engine::{ForkchoiceUpdated, PayloadStatusEnum};
 use bytes::Bytes;
 use http::{Request, Response};
 use op_alloy_rpc_types_engine::OpPayloadAttributes;
@@ -14,13 +14,12 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tower::Service;
 
-use super::{BuilderFcu, BuilderJob, FcuMuxLayer, PayloadJob, PayloadJobs};
+use super::{BuilderFcu, BuilderJob, FcuMuxLayer, PayloadJob, PayloadJobs, jobs::payload_id};
 use crate::{
     body::{self, RpcBody},
     builder::{Builder, BuilderError, ExecutionMode, LaneError, Reply},
     engine::{self, EngineMethod},
-    jsonrpc::{RpcCall, RpcResponse},
-    scan,
+    jsonrpc::RpcCall,
 };
 
 /// Service that sends forkchoice updates with attributes to op-geth and builders alike.
@@ -53,27 +52,6 @@ impl std::fmt::Debug for Pending {
         f.debug_struct("Pending")
             .field("builders", &self.builders.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// The payload id in op-geth's answer to a forkchoice update: the answer read as any upstream
-/// answer is, then the result's members scanned for it (decoded when the scan cannot read them).
-/// op-node waits for this answer.
-fn payload_id(answer: &[u8]) -> Option<PayloadId> {
-    #[derive(serde::Deserialize)]
-    struct Updated {
-        #[serde(rename = "payloadId")]
-        payload_id: Option<PayloadId>,
-    }
-    let result = RpcResponse::from_slice(answer).ok()?.result?;
-    match scan::members_loosely(result, [b"payloadId"]) {
-        Ok([id]) => {
-            let id = &result[id?];
-            scan::hex_literal(id)
-                .map(PayloadId::new)
-                .or_else(|| serde_json::from_slice(id).ok())
-        }
-        Err(_) => serde_json::from_slice::<Updated>(result).ok()?.payload_id,
     }
 }
 
@@ -283,22 +261,22 @@ where
             return Poll::Ready(Ok(response));
         };
         let (parts, bytes) = body::into_bytes(response);
-        if let Some(id) = payload_id(&bytes) {
-            let span = tracing::Span::current();
-            if !span.is_disabled() {
-                span.record("switchyard.payload_id", tracing::field::display(id));
-            }
-            pending.jobs.insert(
-                id,
-                PayloadJob {
-                    fcu_version: pending.fcu_version,
-                    parent: pending.parent,
-                    timestamp: pending.timestamp,
-                    attributes: pending.attributes,
-                    builders: pending.builders,
-                    trace: crate::trace::TraceLink::current(),
-                },
-            );
+        let job = PayloadJob {
+            fcu_version: pending.fcu_version,
+            parent: pending.parent,
+            timestamp: pending.timestamp,
+            attributes: pending.attributes,
+            builders: pending.builders,
+            trace: crate::trace::TraceLink::current(),
+        };
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            // op-node waits on this answer, and on nothing else here: the job is filed after.
+            pending.jobs.insert_answered(bytes.clone(), job);
+        } else if let Some(id) = payload_id(&bytes) {
+            // Traced: the id goes on this call's span, so it is read now.
+            span.record("switchyard.payload_id", tracing::field::display(id));
+            pending.jobs.insert(id, job);
         }
         Poll::Ready(Ok(Response::from_parts(parts, RpcBody::new(bytes))))
     }
@@ -318,6 +296,7 @@ mod tests {
         builder::{BuilderClient, HealthState, LaneConfig, ModeSwitch},
         fcu_mux::PayloadJobs,
     };
+    use alloy_rpc_types_engine::PayloadId;
 
     #[tokio::test]
     async fn a_call_no_builder_takes_files_a_job_of_reasons_and_reaches_no_builder() {
@@ -350,8 +329,15 @@ mod tests {
             b"1",
             params.as_bytes(),
         ));
+        let mut filed = jobs.watch();
         let response = mux.oneshot(request).await.expect("answered");
         assert_eq!(body::into_bytes(response).1.as_ref(), answer.as_slice());
+        // Filed by a task of its own once this one yields, with no read of the jobs to prompt it.
+        filed.changed().await.expect("a job filed");
+        assert_eq!(
+            filed.borrow().as_ref().map(|(id, _)| *id),
+            Some(PayloadId::new([0, 0, 0, 0, 0, 0, 0, 7]))
+        );
 
         let job = jobs
             .get(&PayloadId::new([0, 0, 0, 0, 0, 0, 0, 7]))
@@ -370,29 +356,6 @@ mod tests {
             *reached.lock().expect("count"),
             0,
             "the builder got nothing"
-        );
-    }
-
-    #[test]
-    fn payload_id_is_read_from_op_geths_answer_only_where_it_is() {
-        let answer = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"status":"VALID","latestValidHash":"0x01","validationError":null},"payloadId":"0x0102030405060708"}}"#;
-        assert_eq!(
-            payload_id(answer),
-            Some(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))
-        );
-        let no_id = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"status":"SYNCING"},"payloadId":null}}"#;
-        assert_eq!(payload_id(no_id), None);
-        let error = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-38003,"message":"Invalid payload attributes"}}"#;
-        assert_eq!(payload_id(error), None);
-        assert_eq!(payload_id(br#"{"result":{"payloadId":"0x01"}}"#), None);
-        assert_eq!(payload_id(b"{\"result\":"), None);
-        // Only the result's own member counts, as the decode reads it; escapes go to the decode.
-        let nested = br#"{"payloadId":"0x0102030405060708","result":{"payloadStatus":{"payloadId":"0x0102030405060708"}}}"#;
-        assert_eq!(payload_id(nested), None);
-        let escaped = br#"{"result":{"payload\u0049d":"0x0102030405060708"}}"#;
-        assert_eq!(
-            payload_id(escaped),
-            Some(PayloadId::new([1, 2, 3, 4, 5, 6, 7, 8]))
         );
     }
 }
