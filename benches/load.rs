@@ -14,8 +14,8 @@
 //! - whole block cycles (FCU+attributes → getPayload → newPayload → FCU) of one sequencer, with
 //!   small and ~1 MiB payloads (5,000 transactions); 1 MiB ones also at concurrency 16.
 //!
-//! Configurations are interleaved (direct, bare, switchyard, direct, ...) over several rounds, and
-//! medians taken, since the machine is shared and noisy. The simulators and proxies run as child
+//! Configurations are interleaved (direct, bare, switchyard, switchyard, bare, direct, ...: every
+//! other round in reverse) over several rounds, and medians taken, since the machine is shared and noisy. The simulators and proxies run as child
 //! processes (this binary re-executed, and switchyard's), so that each proxy's peak resident memory
 //! can be read from `/proc`. The report gives each figure, the latency each proxy adds to direct,
 //! and switchyard's added latency as a ratio of the bare forwarder's; for block cycles, also each
@@ -1354,8 +1354,14 @@ where
             .filter_map(Process::cpu_seconds)
             .sum()
     };
-    for _ in 0..rounds {
-        for config in setup.configs(cycles) {
+    for round in 0..rounds {
+        // Every other round runs in reverse, so that no configuration always follows the same
+        // one: with a fixed order, an A/A run (the same build in two slots) read 1.025 on FCUs.
+        let mut order: Vec<_> = setup.configs(cycles).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for config in order {
             let proxy = setup.proxy(config);
             let cpu_before = proxy.and_then(Process::cpu_seconds);
             let simulators_before = simulators_cpu(config);
