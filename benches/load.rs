@@ -29,6 +29,12 @@
 //! added latency beyond the floor's is what it adds as a proxy, to be set against the bare
 //! forwarder's. Each configuration's simulators' CPU per operation is reported next to the proxy's.
 //!
+//! Block cycles of one sequencer (without transaction traffic) also run *sidecar*: the least a
+//! builder sidecar does, on one thread (`--bare-sidecar`, `load/bare_sidecar.rs`): it reads each
+//! call's method, copies chain updates to the builders, and picks a validated builder payload,
+//! checking nothing else. switchyard's added latency beyond the floor is also given as a ratio of
+//! this sidecar's: what switchyard adds that a sidecar need not.
+//!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
 //! after measured in one run. `LOAD_ONLY=eth|eth-16|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
@@ -99,6 +105,8 @@ use switchyard_sim::{
 };
 use tokio::time::Instant;
 
+#[path = "load/bare_sidecar.rs"]
+mod bare_sidecar;
 #[path = "load/flashblocks.rs"]
 mod flashblocks;
 
@@ -1074,10 +1082,11 @@ async fn transaction_rates(setup: &Setup, quick: bool) {
 // === orchestration ===
 
 /// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
-const CONFIGS: [&str; 6] = [
+const CONFIGS: [&str; 7] = [
     "direct",
     "floor",
     "bare",
+    "sidecar",
     "switchyard",
     "traced",
     "candidate",
@@ -1115,6 +1124,8 @@ struct Setup {
     /// The floor's op-geth and builders.
     floor: (Process, Vec<Process>),
     bare: Process,
+    /// The bare sidecar (`--bare-sidecar`), its op-geth and builders.
+    sidecar: (Process, Vec<Process>, Process),
     switchyard: Process,
     /// The candidate's op-geth, builders and switchyard.
     candidate: Option<(Process, Vec<Process>, Process)>,
@@ -1134,6 +1145,24 @@ impl Setup {
         let switchyard_builders = some_builders();
         let floor = (sim("op-geth"), some_builders());
         let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
+        let sidecar = {
+            let (l2, builders) = (sim("op-geth"), some_builders());
+            let addrs: Vec<&str> = builders.iter().map(|b| b.addr.as_str()).collect();
+            let secrets: Vec<String> = builders
+                .iter()
+                .map(|b| secret_hex(&b.secret.unwrap()))
+                .collect();
+            let proxy = spawn_self_proxy(
+                "sidecar",
+                &[
+                    "--bare-sidecar",
+                    &l2.addr,
+                    &addrs.join(","),
+                    &secrets.join(","),
+                ],
+            );
+            (l2, builders, proxy)
+        };
         let switchyard = spawn_switchyard(
             &switchyard_binary(),
             "switchyard",
@@ -1170,6 +1199,7 @@ impl Setup {
             builders: switchyard_builders,
             floor,
             bare,
+            sidecar,
             switchyard,
             candidate,
             traced,
@@ -1177,14 +1207,20 @@ impl Setup {
     }
 
     /// The configurations this setup runs; the floor only for block cycles (for other calls it
-    /// is direct).
-    fn configs(&self, cycles: bool) -> impl Iterator<Item = &'static str> + use<> {
+    /// is direct), the bare sidecar only for one sequencer's, without traffic (it keeps one job
+    /// and mirrors no transactions).
+    fn configs(
+        &self,
+        cycles: bool,
+        one_sequencer: bool,
+    ) -> impl Iterator<Item = &'static str> + use<> {
         let with_candidate = self.candidate.is_some();
         let with_traced = self.traced.is_some();
         CONFIGS.into_iter().filter(move |config| match *config {
             "candidate" => with_candidate,
             "traced" => with_traced,
             "floor" => cycles,
+            "sidecar" => cycles && one_sequencer,
             _ => true,
         })
     }
@@ -1216,6 +1252,7 @@ impl Setup {
                 }
             }
             "bare" => at(&self.bare, &self.sims[1]),
+            "sidecar" => at(&self.sidecar.2, &self.sidecar.0),
             "candidate" => {
                 let (l2, _, switchyard) = self.candidate.as_ref().unwrap();
                 at(switchyard, l2)
@@ -1237,6 +1274,7 @@ impl Setup {
             "direct" => vec![&self.sims[0]],
             "floor" => with(&self.floor.0, &self.floor.1),
             "bare" => vec![&self.sims[1]],
+            "sidecar" => with(&self.sidecar.0, &self.sidecar.1),
             "candidate" => {
                 let (l2, builders, _) = self.candidate.as_ref().unwrap();
                 with(l2, builders)
@@ -1254,6 +1292,7 @@ impl Setup {
     fn proxy(&self, config: &str) -> Option<&Process> {
         match config {
             "bare" => Some(&self.bare),
+            "sidecar" => Some(&self.sidecar.2),
             "switchyard" => Some(&self.switchyard),
             "candidate" => self.candidate.as_ref().map(|(_, _, switchyard)| switchyard),
             "traced" => self.traced.as_ref().map(|(_, _, switchyard, _)| switchyard),
@@ -1333,11 +1372,14 @@ where
     Fut: std::future::Future<Output = Samples>,
 {
     eprint!("{workload}: ");
-    // Block cycles (counted in blocks) also run the floor.
+    // Block cycles (counted in blocks) also run the floor; those of one sequencer without
+    // traffic (the names of the others say "c=16", "-16" or traffic) the bare sidecar too.
     let cycles = unit == "block";
+    let one_sequencer =
+        !workload.contains("c=16") && !workload.ends_with("-16") && workload != TRAFFIC_ROW;
     let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
     let mut decisions_before = BTreeMap::new();
-    for config in setup.configs(cycles) {
+    for config in setup.configs(cycles, one_sequencer) {
         if let Some(p) = setup.proxy(config) {
             // Read before the count is zeroed: the metrics page is not the workload's.
             if let Some(decisions) = p.decisions().await {
@@ -1357,7 +1399,7 @@ where
     for round in 0..rounds {
         // Every other round runs in reverse, so that no configuration always follows the same
         // one: with a fixed order, an A/A run (the same build in two slots) read 1.025 on FCUs.
-        let mut order: Vec<_> = setup.configs(cycles).collect();
+        let mut order: Vec<_> = setup.configs(cycles, one_sequencer).collect();
         if round % 2 == 1 {
             order.reverse();
         }
@@ -1376,7 +1418,7 @@ where
             eprint!(".");
         }
     }
-    for config in setup.configs(cycles) {
+    for config in setup.configs(cycles, one_sequencer) {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
         let split = setup.proxy(config).and_then(Process::resident_split_kib);
         let instructions = setup.proxy(config).and_then(Process::instructions);
@@ -1500,13 +1542,14 @@ fn print(rows: &[Row]) {
     print_decisions(rows);
     print_instructions(rows);
     println!(
-        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 (each round: min / median / max) |"
+        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 (each round: min / median / max) | added beyond the floor's ÷ the bare sidecar's, p50 (each round: min / median / max) |"
     );
-    println!("|---|---|---:|---:|---:|---|---:|");
+    println!("|---|---|---:|---:|---:|---|---:|---:|");
     for row in rows {
         let direct = &row.results["direct"].samples;
         let bare = &row.results["bare"].samples;
         let floor = row.results.get("floor").map(|m| &m.samples);
+        let sidecar = row.results.get("sidecar").map(|m| &m.samples);
         let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
         for config in row.configs().filter(|c| !["direct", "bare"].contains(c)) {
             let ours = &row.results[config].samples;
@@ -1521,28 +1564,18 @@ fn print(rows: &[Row]) {
             per_round.sort_by(f64::total_cmp);
             // What a proxy adds on top of the builder path's own exchanges (block cycles): over
             // all samples, and each round's own (min / median / max).
-            let beyond_floor =
-                floor
-                    .filter(|_| config != "floor")
-                    .map_or("-".to_owned(), |floor| {
-                        let mut per_round: Vec<f64> = ours
-                            .round_p50s
-                            .iter()
-                            .zip(&floor.round_p50s)
-                            .zip(bare.round_p50s.iter().zip(&direct.round_p50s))
-                            .map(|((ours, floor), (bare, direct))| (ours - floor) / (bare - direct))
-                            .collect();
-                        per_round.sort_by(f64::total_cmp);
-                        format!(
-                            "{:.2} ({:.2} / {:.2} / {:.2})",
-                            (ours.percentile(0.5) - floor.percentile(0.5)) / added(bare, 0.5),
-                            per_round.first().copied().unwrap_or(f64::NAN),
-                            percentile(&per_round, 0.5),
-                            per_round.last().copied().unwrap_or(f64::NAN),
-                        )
-                    });
+            let beyond_floor = floor
+                .filter(|_| config != "floor")
+                .map_or("-".to_owned(), |floor| beyond(ours, floor, bare, direct));
+            // Against the least any sidecar adds there, on one thread.
+            let beyond_sidecar = floor
+                .zip(sidecar)
+                .filter(|_| !["floor", "sidecar"].contains(&config))
+                .map_or("-".to_owned(), |(floor, sidecar)| {
+                    beyond(ours, floor, sidecar, floor)
+                });
             println!(
-                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {beyond_floor} |",
+                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {beyond_floor} | {beyond_sidecar} |",
                 row.workload,
                 added(ours, 0.5) / added(bare, 0.5),
                 added(ours, 0.99) / added(bare, 0.99),
@@ -1553,6 +1586,27 @@ fn print(rows: &[Row]) {
             );
         }
     }
+}
+
+/// `ours`'s p50 beyond `floor`'s, as a ratio of `yardstick`'s beyond `base`'s: over all samples,
+/// and each round's own (min / median / max; all configurations ran back to back in a round).
+fn beyond(ours: &Samples, floor: &Samples, yardstick: &Samples, base: &Samples) -> String {
+    let mut per_round: Vec<f64> = ours
+        .round_p50s
+        .iter()
+        .zip(&floor.round_p50s)
+        .zip(yardstick.round_p50s.iter().zip(&base.round_p50s))
+        .map(|((ours, floor), (yardstick, base))| (ours - floor) / (yardstick - base))
+        .collect();
+    per_round.sort_by(f64::total_cmp);
+    format!(
+        "{:.2} ({:.2} / {:.2} / {:.2})",
+        (ours.percentile(0.5) - floor.percentile(0.5))
+            / (yardstick.percentile(0.5) - base.percentile(0.5)),
+        per_round.first().copied().unwrap_or(f64::NAN),
+        percentile(&per_round, 0.5),
+        per_round.last().copied().unwrap_or(f64::NAN),
+    )
 }
 
 /// `--tracing` against the same binary without it: the latency each adds to direct, as a ratio,
@@ -1967,6 +2021,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--gateway-forwarder") {
         gateway_forwarder(&args[1], &args[2]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--bare-sidecar") {
+        bare_sidecar::run(&args[1], &args[2], &args[3]);
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,324 @@
+//! `--bare-sidecar <op-geth addr> <builder addrs> <builder secrets>` (comma-separated): the least
+//! a builder sidecar must do, written for this bench, on one thread as switchyard runs. It reads
+//! each call's method and nothing it can skip; forwards every call to op-geth with op-node's own
+//! JWT; copies forkchoice updates and `newPayload` to each builder through an ordered lane (op-geth's
+//! request written first); on getPayload asks op-geth and every builder at once, has op-geth
+//! validate each builder's payload, and answers with the first valid one, else op-geth's. It
+//! checks nothing else (no JWT, no attributes, no block hash, no deadline), keeps one sequencer's
+//! job only (block cycles at concurrency 1), and counts on a well-behaved builder.
+//!
+//! Its added latency beyond the floor is the least a sidecar on one thread adds for the builder
+//! path: the yardstick for switchyard's, in the block-cycle rows (configuration `sidecar`). With
+//! two threads (`BARE_SIDECAR_THREADS=2`) it read no better: 1.36 against 1.30 of the bare
+//! forwarder's addition, on 2 cores.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, header};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use switchyard_layers::JwtSecret;
+use tokio::sync::{mpsc, oneshot};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Answer = Response<Either<Incoming, Full<Bytes>>>;
+
+/// A call to one builder, and where its answer goes (`None`: nowhere).
+type LaneCall = (Bytes, Option<oneshot::Sender<Option<Bytes>>>);
+
+struct Sidecar {
+    client: Client<HttpConnector, Full<Bytes>>,
+    l2: Uri,
+    lanes: Vec<mpsc::UnboundedSender<LaneCall>>,
+    /// Each builder's answer to the last forkchoice update with attributes.
+    building: Mutex<Vec<oneshot::Receiver<Option<Bytes>>>>,
+    /// getPayloads, and those answered with a builder's payload.
+    payloads: (AtomicU64, AtomicU64),
+}
+
+pub(crate) fn run(l2: &str, builders: &str, secrets: &str) {
+    // `BARE_SIDECAR_THREADS=<n>`: n worker threads instead (where more threads win or lose).
+    let threads = std::env::var("BARE_SIDECAR_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 1);
+    let runtime = match threads {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    }
+    .enable_all()
+    .build()
+    .unwrap();
+    runtime.block_on(async {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let lanes = builders
+            .split(',')
+            .zip(secrets.split(','))
+            .map(|(addr, secret)| {
+                let uri: Uri = format!("http://{addr}").parse().unwrap();
+                let secret = JwtSecret::from_hex(secret).unwrap();
+                let (sender, receiver) = mpsc::unbounded_channel();
+                tokio::spawn(lane(client.clone(), uri, secret, receiver));
+                sender
+            })
+            .collect();
+        let sidecar = Arc::new(Sidecar {
+            client,
+            l2: format!("http://{l2}").parse().unwrap(),
+            lanes,
+            building: Mutex::new(Vec::new()),
+            payloads: Default::default(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("ADDR {}", listener.local_addr().unwrap());
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let sidecar = sidecar.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| sidecar.clone().handle(req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// One builder's calls, one at a time, in order, each signed with a token minted once a second.
+async fn lane(
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    secret: JwtSecret,
+    mut calls: mpsc::UnboundedReceiver<LaneCall>,
+) {
+    let mut token = (0, HeaderValue::from_static(""));
+    while let Some((body, answer)) = calls.recv().await {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if token.0 != now {
+            let bearer = format!("Bearer {}", secret.token(now).unwrap());
+            token = (now, HeaderValue::from_str(&bearer).unwrap());
+        }
+        let answered = post(&client, &uri, Some(&token.1), body).await.ok();
+        if let Some(answer) = answer {
+            let _ = answer.send(answered);
+        }
+    }
+}
+
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    uri: &Uri,
+    auth: Option<&HeaderValue>,
+    body: Bytes,
+) -> Result<Bytes, Error> {
+    let mut request = Request::post(uri.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))?;
+    if let Some(auth) = auth {
+        request.headers_mut().insert(header::AUTHORIZATION, auth.clone());
+    }
+    let response = client.request(request).await?;
+    Ok(response.into_body().collect().await?.to_bytes())
+}
+
+#[derive(Deserialize)]
+struct Call<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    method: &'a str,
+    #[serde(borrow)]
+    params: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    execution_payload: &'a RawValue,
+    #[serde(borrow, default)]
+    parent_beacon_block_root: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    execution_requests: Option<&'a RawValue>,
+}
+
+/// The method of a JSON-RPC call, found without parsing the rest (a `newPayload` body is large).
+fn method_of(body: &[u8]) -> &[u8] {
+    const KEY: &[u8] = b"\"method\":\"";
+    let Some(at) = body.windows(KEY.len()).position(|w| w == KEY) else {
+        return b"";
+    };
+    let rest = &body[at + KEY.len()..];
+    let end = rest.iter().position(|&b| b == b'"').unwrap_or(0);
+    &rest[..end]
+}
+
+/// The result of a JSON-RPC answer, raw.
+fn result_of(answer: &[u8]) -> Option<&RawValue> {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Answer<'_>>(answer).ok()?.result
+}
+
+impl Sidecar {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, Error> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let auth = parts.headers.get(header::AUTHORIZATION).cloned();
+        let method = method_of(&body);
+        if method.starts_with(b"engine_getPayload") {
+            return self.get_payload(auth, body).await;
+        }
+        let copy = if method.starts_with(b"engine_newPayload") {
+            Some(false)
+        } else if method.starts_with(b"engine_forkchoiceUpdated") {
+            let call: Call<'_> = serde_json::from_slice(&body)?;
+            let (_, attributes): (serde::de::IgnoredAny, Option<&RawValue>) =
+                serde_json::from_str(call.params.get())?;
+            Some(attributes.is_some())
+        } else {
+            None
+        };
+        let forward = self.forward(auth, body.clone());
+        let Some(with_attributes) = copy else {
+            return forward.await;
+        };
+        // op-geth's request is written first: its connection's task runs before this one resumes.
+        let queue = async {
+            tokio::task::yield_now().await;
+            self.copy_to_builders(&body, with_attributes);
+        };
+        tokio::join!(forward, queue).0
+    }
+
+    fn forward(
+        &self,
+        auth: Option<HeaderValue>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Answer, Error>> + '_ {
+        let mut request = Request::post(self.l2.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body));
+        if let (Ok(request), Some(auth)) = (&mut request, auth) {
+            request.headers_mut().insert(header::AUTHORIZATION, auth);
+        }
+        async move {
+            let response = self.client.request(request?).await?;
+            Ok(response.map(Either::Left))
+        }
+    }
+
+    fn copy_to_builders(&self, body: &Bytes, with_attributes: bool) {
+        let mut building = Vec::new();
+        for lane in &self.lanes {
+            let answer = with_attributes.then(|| {
+                let (sender, receiver) = oneshot::channel();
+                building.push(receiver);
+                sender
+            });
+            let _ = lane.send((body.clone(), answer));
+        }
+        if with_attributes {
+            *self.building.lock().unwrap() = building;
+        }
+    }
+
+    async fn get_payload(&self, auth: Option<HeaderValue>, body: Bytes) -> Result<Answer, Error> {
+        let building = std::mem::take(&mut *self.building.lock().unwrap());
+        let local = self.forward(auth.clone(), body.clone());
+        let built = async {
+            let call: Call<'_> = serde_json::from_slice(&body).ok()?;
+            let each = self
+                .lanes
+                .iter()
+                .zip(building)
+                .map(|(lane, fcu)| self.builder_payload(&call, auth.as_ref(), lane, fcu));
+            futures_util::future::join_all(each)
+                .await
+                .into_iter()
+                .flatten()
+                .next()
+        };
+        let (local, built) = tokio::join!(local, built);
+        self.payloads.0.fetch_add(1, Ordering::Relaxed);
+        let Some(built) = built else {
+            return local;
+        };
+        let used = self.payloads.1.fetch_add(1, Ordering::Relaxed) + 1;
+        if used.is_multiple_of(1_000) {
+            eprintln!(
+                "bare sidecar: {used} of {} getPayloads answered with a builder's payload",
+                self.payloads.0.load(Ordering::Relaxed)
+            );
+        }
+        Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Either::Right(Full::new(built)))?)
+    }
+
+    /// A builder's payload for its last forkchoice update, if op-geth finds it valid.
+    async fn builder_payload(
+        &self,
+        call: &Call<'_>,
+        auth: Option<&HeaderValue>,
+        lane: &mpsc::UnboundedSender<LaneCall>,
+        fcu: oneshot::Receiver<Option<Bytes>>,
+    ) -> Option<Bytes> {
+        let fcu = fcu.await.ok()??;
+        let id = serde_json::from_str::<serde_json::Value>(result_of(&fcu)?.get())
+            .ok()?
+            .get("payloadId")?
+            .as_str()?
+            .to_owned();
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"{}","params":["{id}"]}}"#,
+            call.id.get(),
+            call.method
+        );
+        let (sender, receiver) = oneshot::channel();
+        lane.send((Bytes::from(request), Some(sender))).ok()?;
+        let answer = receiver.await.ok()??;
+        let envelope: Envelope<'_> = serde_json::from_str(result_of(&answer)?.get()).ok()?;
+        let payload = envelope.execution_payload.get();
+        let version = call.method.strip_prefix("engine_getPayloadV")?;
+        let beacon = envelope.parent_beacon_block_root.map_or("null", RawValue::get);
+        let requests = envelope.execution_requests.map_or("[]", RawValue::get);
+        let params = match version {
+            "2" => format!("[{payload}]"),
+            "3" => format!("[{payload},[],{beacon}]"),
+            _ => format!("[{payload},[],{beacon},{requests}]"),
+        };
+        let validate = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"engine_newPayloadV{version}","params":{params}}}"#
+        );
+        let status = post(&self.client, &self.l2, auth, Bytes::from(validate))
+            .await
+            .ok()?;
+        let valid = status
+            .windows(br#""status":"VALID""#.len())
+            .any(|w| w == br#""status":"VALID""#);
+        valid.then_some(answer)
+    }
+}
