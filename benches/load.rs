@@ -37,7 +37,7 @@
 //!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
-//! after measured in one run. `LOAD_ONLY=eth|eth-16|fcu|cycle|cycle-16|cycle-1mib|cycle-1mib-16` runs
+//! after measured in one run. `LOAD_ONLY=eth|eth-16|fcu|cycle|cycle-16|cycle-4-builders|cycle-1mib|cycle-1mib-16` runs
 //! one workload alone, longer (for profiling). `LOAD_CALLGRIND=<dir>` runs the proxies under
 //! callgrind and adds the instructions each executes per operation, and their ratio to the bare
 //! forwarder's: figures the machine's noise does not move.
@@ -1813,7 +1813,9 @@ async fn orchestrate(quick: bool) {
     if only.starts_with("cycle") {
         let big = only.starts_with("cycle-1mib");
         let concurrency = if only.ends_with("-16") { 16 } else { 1 };
-        let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) }, 1);
+        // `cycle-4-builders`: small blocks, four builders behind each configuration.
+        let builders = if only == "cycle-4-builders" { 4 } else { 1 };
+        let setup = Setup::new(if big { (5_000, 100) } else { (0, 0) }, builders);
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         let lag = BoostSyncLag::start(&setup, "block cycle").await;
         let rows = vec![

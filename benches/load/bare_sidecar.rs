@@ -135,7 +135,9 @@ async fn post(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))?;
     if let Some(auth) = auth {
-        request.headers_mut().insert(header::AUTHORIZATION, auth.clone());
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, auth.clone());
     }
     let response = client.request(request).await?;
     Ok(response.into_body().collect().await?.to_bytes())
@@ -303,7 +305,9 @@ impl Sidecar {
         let envelope: Envelope<'_> = serde_json::from_str(result_of(&answer)?.get()).ok()?;
         let payload = envelope.execution_payload.get();
         let version = call.method.strip_prefix("engine_getPayloadV")?;
-        let beacon = envelope.parent_beacon_block_root.map_or("null", RawValue::get);
+        let beacon = envelope
+            .parent_beacon_block_root
+            .map_or("null", RawValue::get);
         let requests = envelope.execution_requests.map_or("[]", RawValue::get);
         let params = match version {
             "2" => format!("[{payload}]"),
