@@ -33,7 +33,9 @@
 //! builder sidecar does, on one thread (`--bare-sidecar`, `load/bare_sidecar.rs`): it reads each
 //! call's method, copies chain updates to the builders, and picks a validated builder payload,
 //! checking nothing else. switchyard's added latency beyond the floor is also given as a ratio of
-//! this sidecar's: what switchyard adds that a sidecar need not.
+//! this sidecar's: what switchyard adds that a sidecar need not. And *checked*: the same sidecar
+//! making the payload checks the design asks for (attributes, block hash), with switchyard's own
+//! check functions (`--checks`): the least a sidecar true to the design adds.
 //!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
@@ -1082,11 +1084,12 @@ async fn transaction_rates(setup: &Setup, quick: bool) {
 // === orchestration ===
 
 /// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
-const CONFIGS: [&str; 7] = [
+const CONFIGS: [&str; 8] = [
     "direct",
     "floor",
     "bare",
     "sidecar",
+    "checked",
     "switchyard",
     "traced",
     "candidate",
@@ -1126,6 +1129,8 @@ struct Setup {
     bare: Process,
     /// The bare sidecar (`--bare-sidecar`), its op-geth and builders.
     sidecar: (Process, Vec<Process>, Process),
+    /// The same with the design's payload checks (`--bare-sidecar … --checks`).
+    checked: (Process, Vec<Process>, Process),
     switchyard: Process,
     /// The candidate's op-geth, builders and switchyard.
     candidate: Option<(Process, Vec<Process>, Process)>,
@@ -1145,24 +1150,21 @@ impl Setup {
         let switchyard_builders = some_builders();
         let floor = (sim("op-geth"), some_builders());
         let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
-        let sidecar = {
+        let sidecar = |name: &str, checks: &[&str]| {
             let (l2, builders) = (sim("op-geth"), some_builders());
             let addrs: Vec<&str> = builders.iter().map(|b| b.addr.as_str()).collect();
             let secrets: Vec<String> = builders
                 .iter()
                 .map(|b| secret_hex(&b.secret.unwrap()))
                 .collect();
-            let proxy = spawn_self_proxy(
-                "sidecar",
-                &[
-                    "--bare-sidecar",
-                    &l2.addr,
-                    &addrs.join(","),
-                    &secrets.join(","),
-                ],
-            );
+            let (addrs, secrets) = (addrs.join(","), secrets.join(","));
+            let mut args = vec!["--bare-sidecar", &l2.addr, &addrs, &secrets];
+            args.extend_from_slice(checks);
+            let proxy = spawn_self_proxy(name, &args);
             (l2, builders, proxy)
         };
+        let checked = sidecar("checked", &["--checks"]);
+        let sidecar = sidecar("sidecar", &[]);
         let switchyard = spawn_switchyard(
             &switchyard_binary(),
             "switchyard",
@@ -1200,6 +1202,7 @@ impl Setup {
             floor,
             bare,
             sidecar,
+            checked,
             switchyard,
             candidate,
             traced,
@@ -1220,7 +1223,7 @@ impl Setup {
             "candidate" => with_candidate,
             "traced" => with_traced,
             "floor" => cycles,
-            "sidecar" => cycles && one_sequencer,
+            "sidecar" | "checked" => cycles && one_sequencer,
             _ => true,
         })
     }
@@ -1253,6 +1256,7 @@ impl Setup {
             }
             "bare" => at(&self.bare, &self.sims[1]),
             "sidecar" => at(&self.sidecar.2, &self.sidecar.0),
+            "checked" => at(&self.checked.2, &self.checked.0),
             "candidate" => {
                 let (l2, _, switchyard) = self.candidate.as_ref().unwrap();
                 at(switchyard, l2)
@@ -1275,6 +1279,7 @@ impl Setup {
             "floor" => with(&self.floor.0, &self.floor.1),
             "bare" => vec![&self.sims[1]],
             "sidecar" => with(&self.sidecar.0, &self.sidecar.1),
+            "checked" => with(&self.checked.0, &self.checked.1),
             "candidate" => {
                 let (l2, builders, _) = self.candidate.as_ref().unwrap();
                 with(l2, builders)
@@ -1293,6 +1298,7 @@ impl Setup {
         match config {
             "bare" => Some(&self.bare),
             "sidecar" => Some(&self.sidecar.2),
+            "checked" => Some(&self.checked.2),
             "switchyard" => Some(&self.switchyard),
             "candidate" => self.candidate.as_ref().map(|(_, _, switchyard)| switchyard),
             "traced" => self.traced.as_ref().map(|(_, _, switchyard, _)| switchyard),
@@ -1542,14 +1548,15 @@ fn print(rows: &[Row]) {
     print_decisions(rows);
     print_instructions(rows);
     println!(
-        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 (each round: min / median / max) | added beyond the floor's ÷ the bare sidecar's, p50 (each round: min / median / max) |"
+        "\n| workload | config | added ÷ bare added, p50 | p99 | throughput ÷ bare | p50 ÷ bare, each round: min / median / max | added beyond the floor's ÷ bare added, p50 (each round: min / median / max) | added beyond the floor's ÷ the bare sidecar's, p50 (each round: min / median / max) | ÷ the checking sidecar's |"
     );
-    println!("|---|---|---:|---:|---:|---|---:|---:|");
+    println!("|---|---|---:|---:|---:|---|---:|---:|---:|");
     for row in rows {
         let direct = &row.results["direct"].samples;
         let bare = &row.results["bare"].samples;
         let floor = row.results.get("floor").map(|m| &m.samples);
         let sidecar = row.results.get("sidecar").map(|m| &m.samples);
+        let checked = row.results.get("checked").map(|m| &m.samples);
         let added = |s: &Samples, q: f64| s.percentile(q) - direct.percentile(q);
         for config in row.configs().filter(|c| !["direct", "bare"].contains(c)) {
             let ours = &row.results[config].samples;
@@ -1567,15 +1574,20 @@ fn print(rows: &[Row]) {
             let beyond_floor = floor
                 .filter(|_| config != "floor")
                 .map_or("-".to_owned(), |floor| beyond(ours, floor, bare, direct));
-            // Against the least any sidecar adds there, on one thread.
-            let beyond_sidecar = floor
-                .zip(sidecar)
-                .filter(|_| !["floor", "sidecar"].contains(&config))
-                .map_or("-".to_owned(), |(floor, sidecar)| {
-                    beyond(ours, floor, sidecar, floor)
-                });
+            // Against the least any sidecar adds there, on one thread; and the least one that
+            // makes the design's payload checks adds.
+            let beyond_sidecar = |yardstick: Option<&Samples>, skip: &[&str]| {
+                floor
+                    .zip(yardstick)
+                    .filter(|_| !skip.contains(&config))
+                    .map_or("-".to_owned(), |(floor, sidecar)| {
+                        beyond(ours, floor, sidecar, floor)
+                    })
+            };
+            let beyond_checked = beyond_sidecar(checked, &["floor", "sidecar", "checked"]);
+            let beyond_sidecar = beyond_sidecar(sidecar, &["floor", "sidecar"]);
             println!(
-                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {beyond_floor} | {beyond_sidecar} |",
+                "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {beyond_floor} | {beyond_sidecar} | {beyond_checked} |",
                 row.workload,
                 added(ours, 0.5) / added(bare, 0.5),
                 added(ours, 0.99) / added(bare, 0.99),
@@ -2026,7 +2038,8 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--bare-sidecar") {
-        bare_sidecar::run(&args[1], &args[2], &args[3]);
+        let checks = args.get(4).is_some_and(|arg| arg == "--checks");
+        bare_sidecar::run(&args[1], &args[2], &args[3], checks);
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -11,12 +11,19 @@
 //! path: the yardstick for switchyard's, in the block-cycle rows (configuration `sidecar`). With
 //! two threads (`BARE_SIDECAR_THREADS=2`) it read no better: 1.36 against 1.30 of the bare
 //! forwarder's addition, on 2 cores.
+//!
+//! With `--checks` (configuration `checked`) it also makes the checks the design asks of every
+//! builder payload, with switchyard's own functions and no more: the attributes decoded once
+//! op-geth's forkchoice request is written; at getPayload the builder's answer read, held to
+//! them ([`check_attributes`]), and its block hash recomputed ([`check_block_hash`]) while
+//! op-geth validates it. That is the least a sidecar true to the design does.
 
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicU64, Ordering},
 };
 
+use alloy_rpc_types_engine::ForkchoiceState;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Either, Full};
@@ -25,9 +32,15 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioIo},
 };
+use op_alloy_rpc_types_engine::OpPayloadAttributes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use switchyard_layers::JwtSecret;
+use switchyard_layers::{
+    JwtSecret,
+    engine::Envelope as BuiltEnvelope,
+    fcu_mux::PayloadJob,
+    payload_select::{check_attributes, check_block_hash},
+};
 use tokio::sync::{mpsc, oneshot};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -44,9 +57,12 @@ struct Sidecar {
     building: Mutex<Vec<oneshot::Receiver<Option<Bytes>>>>,
     /// getPayloads, and those answered with a builder's payload.
     payloads: (AtomicU64, AtomicU64),
+    /// With `--checks`: the attributes of the last forkchoice update with attributes, to hold
+    /// the builders' payloads to (`None` in the slot: they could not be read).
+    checks: Option<Mutex<Option<Arc<PayloadJob>>>>,
 }
 
-pub(crate) fn run(l2: &str, builders: &str, secrets: &str) {
+pub(crate) fn run(l2: &str, builders: &str, secrets: &str, checks: bool) {
     // `BARE_SIDECAR_THREADS=<n>`: n worker threads instead (where more threads win or lose).
     let threads = std::env::var("BARE_SIDECAR_THREADS")
         .ok()
@@ -84,6 +100,7 @@ pub(crate) fn run(l2: &str, builders: &str, secrets: &str) {
             lanes,
             building: Mutex::new(Vec::new()),
             payloads: Default::default(),
+            checks: checks.then(|| Mutex::new(None)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("ADDR {}", listener.local_addr().unwrap());
@@ -194,12 +211,12 @@ impl Sidecar {
             return self.get_payload(auth, body).await;
         }
         let copy = if method.starts_with(b"engine_newPayload") {
-            Some(false)
+            Some(None)
         } else if method.starts_with(b"engine_forkchoiceUpdated") {
             let call: Call<'_> = serde_json::from_slice(&body)?;
             let (_, attributes): (serde::de::IgnoredAny, Option<&RawValue>) =
                 serde_json::from_str(call.params.get())?;
-            Some(attributes.is_some())
+            Some(attributes.map(|_| call))
         } else {
             None
         };
@@ -210,7 +227,10 @@ impl Sidecar {
         // op-geth's request is written first: its connection's task runs before this one resumes.
         let queue = async {
             tokio::task::yield_now().await;
-            self.copy_to_builders(&body, with_attributes);
+            self.copy_to_builders(&body, with_attributes.is_some());
+            if let (Some(slot), Some(call)) = (&self.checks, with_attributes) {
+                *slot.lock().unwrap() = job_of(&call).map(Arc::new);
+            }
         };
         tokio::join!(forward, queue).0
     }
@@ -249,14 +269,13 @@ impl Sidecar {
 
     async fn get_payload(&self, auth: Option<HeaderValue>, body: Bytes) -> Result<Answer, Error> {
         let building = std::mem::take(&mut *self.building.lock().unwrap());
+        let job = self.checks.as_ref().map(|slot| slot.lock().unwrap().take());
         let local = self.forward(auth.clone(), body.clone());
         let built = async {
             let call: Call<'_> = serde_json::from_slice(&body).ok()?;
-            let each = self
-                .lanes
-                .iter()
-                .zip(building)
-                .map(|(lane, fcu)| self.builder_payload(&call, auth.as_ref(), lane, fcu));
+            let each = self.lanes.iter().zip(building).map(|(lane, fcu)| {
+                self.builder_payload(&call, auth.as_ref(), lane, fcu, job.clone())
+            });
             futures_util::future::join_all(each)
                 .await
                 .into_iter()
@@ -271,7 +290,12 @@ impl Sidecar {
         let used = self.payloads.1.fetch_add(1, Ordering::Relaxed) + 1;
         if used.is_multiple_of(1_000) {
             eprintln!(
-                "bare sidecar: {used} of {} getPayloads answered with a builder's payload",
+                "{} sidecar: {used} of {} getPayloads answered with a builder's payload",
+                if self.checks.is_some() {
+                    "checking"
+                } else {
+                    "bare"
+                },
                 self.payloads.0.load(Ordering::Relaxed)
             );
         }
@@ -280,13 +304,15 @@ impl Sidecar {
             .body(Either::Right(Full::new(built)))?)
     }
 
-    /// A builder's payload for its last forkchoice update, if op-geth finds it valid.
+    /// A builder's payload for its last forkchoice update, if op-geth finds it valid (and, with
+    /// `--checks`, it passes the checks against `job`: `Some(None)` fails them all).
     async fn builder_payload(
         &self,
         call: &Call<'_>,
         auth: Option<&HeaderValue>,
         lane: &mpsc::UnboundedSender<LaneCall>,
         fcu: oneshot::Receiver<Option<Bytes>>,
+        job: Option<Option<Arc<PayloadJob>>>,
     ) -> Option<Bytes> {
         let fcu = fcu.await.ok()??;
         let id = serde_json::from_str::<serde_json::Value>(result_of(&fcu)?.get())
@@ -317,12 +343,49 @@ impl Sidecar {
         let validate = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"engine_newPayloadV{version}","params":{params}}}"#
         );
-        let status = post(&self.client, &self.l2, auth, Bytes::from(validate))
-            .await
-            .ok()?;
+        let checked = match job {
+            None => None,
+            Some(job) => {
+                let (built, _) =
+                    BuiltEnvelope::parse_answer_with_transactions(version.parse().ok()?, &answer)
+                        .ok()?;
+                check_attributes(&built, job.as_deref()?).ok()?;
+                Some(built)
+            }
+        };
+        let validation = post(&self.client, &self.l2, auth, Bytes::from(validate));
+        // Recomputed while op-geth validates; its request is queued first.
+        let hashing = async {
+            let Some(built) = checked else {
+                return true;
+            };
+            tokio::task::yield_now().await;
+            check_block_hash(built).is_ok()
+        };
+        let (status, hashed) = tokio::join!(validation, hashing);
         let valid = status
+            .ok()?
             .windows(br#""status":"VALID""#.len())
             .any(|w| w == br#""status":"VALID""#);
-        valid.then_some(answer)
+        (valid && hashed).then_some(answer)
     }
+}
+
+/// What op-node asked to be built, from its forkchoice update with attributes.
+fn job_of(call: &Call<'_>) -> Option<PayloadJob> {
+    let (state, attributes): (ForkchoiceState, OpPayloadAttributes) =
+        serde_json::from_str(call.params.get()).ok()?;
+    let fcu_version = call
+        .method
+        .strip_prefix("engine_forkchoiceUpdatedV")?
+        .parse()
+        .ok()?;
+    Some(PayloadJob {
+        fcu_version,
+        parent: state.head_block_hash,
+        timestamp: attributes.payload_attributes.timestamp,
+        attributes: Some(attributes),
+        builders: Vec::new(),
+        trace: Default::default(),
+    })
 }
