@@ -234,7 +234,9 @@ where
         .enumerate()
         .filter_map(|(i, builder_job)| {
             let job = job.clone()?;
-            let chain = run_chain(
+            // Boxed where it is made: a chain's state is kilobytes, and the set below would
+            // otherwise take it by a copy at each wrapping.
+            let chain = Box::pin(run_chain(
                 builder_job.clone(),
                 Bytes::copy_from_slice(target.call.id()),
                 target.version,
@@ -245,7 +247,7 @@ where
                 ),
                 validator.clone(),
                 ctx.clone(),
-            );
+            ));
             // A bug that panics on one builder's payload costs that candidate, never op-node's
             // answer: the other candidates and op-geth's payload are still there.
             let builder = builder_job.builder.name().clone();
@@ -617,7 +619,9 @@ where
             }
             .instrument(fetch_span),
         );
-        let served = serve_streamed(
+        // Boxed, as the rebuild below: a path not every chain takes keeps its state out of
+        // every chain's future, which is moved whole into place on each getPayload.
+        let served = Box::pin(serve_streamed(
             (envelope, flashblocks),
             version,
             &answer_id,
@@ -625,7 +629,7 @@ where
             published.as_deref(),
             validator.clone(),
             &ctx,
-        )
+        ))
         .instrument(tracing::debug_span!(target: crate::trace::TARGET, "flashblocks_block"))
         .await;
         match served {
@@ -740,9 +744,15 @@ where
 
     if ctx.external_state_root {
         let step = Instant::now();
-        let rebuilt = rebuild(validator, &job, envelope, version, &rebuilt_answer_id)
-            .instrument(tracing::debug_span!(target: crate::trace::TARGET, "external_state_root"))
-            .await;
+        let rebuilt = Box::pin(rebuild(
+            validator,
+            &job,
+            envelope,
+            version,
+            &rebuilt_answer_id,
+        ))
+        .instrument(tracing::debug_span!(target: crate::trace::TARGET, "external_state_root"))
+        .await;
         drop(permit);
         stages.new_payload = Some(step.elapsed());
         return match rebuilt {
