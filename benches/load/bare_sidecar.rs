@@ -8,9 +8,9 @@
 //! job only (block cycles at concurrency 1), and counts on a well-behaved builder.
 //!
 //! Its added latency beyond the floor is the least a sidecar on one thread adds for the builder
-//! path: the yardstick for switchyard's, in the block-cycle rows (configuration `sidecar`). With
-//! two threads (`BARE_SIDECAR_THREADS=2`) it read no better: 1.36 against 1.30 of the bare
-//! forwarder's addition, on 2 cores.
+//! path: the yardstick for switchyard's, in the block-cycle rows (configuration `sidecar`).
+//! `BARE_SIDECAR_THREADS=2` runs it on two threads (it read no better on 2 cores; figures in
+//! BENCHMARKS.md).
 //!
 //! With `--checks` (configuration `checked`) it also makes the checks the design asks of every
 //! builder payload, with switchyard's own functions and no more: the attributes decoded once
