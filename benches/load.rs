@@ -1576,7 +1576,7 @@ fn print(rows: &[Row]) {
                 .map_or("-".to_owned(), |floor| beyond(ours, floor, bare, direct));
             // Against the least any sidecar adds there, on one thread; and the least one that
             // makes the design's payload checks adds.
-            let beyond_sidecar = |yardstick: Option<&Samples>, skip: &[&str]| {
+            let against = |yardstick: Option<&Samples>, skip: &[&str]| {
                 floor
                     .zip(yardstick)
                     .filter(|_| !skip.contains(&config))
@@ -1584,8 +1584,8 @@ fn print(rows: &[Row]) {
                         beyond(ours, floor, sidecar, floor)
                     })
             };
-            let beyond_checked = beyond_sidecar(checked, &["floor", "sidecar", "checked"]);
-            let beyond_sidecar = beyond_sidecar(sidecar, &["floor", "sidecar"]);
+            let beyond_checked = against(checked, &["floor", "sidecar", "checked"]);
+            let beyond_sidecar = against(sidecar, &["floor", "sidecar"]);
             println!(
                 "| {} | {config} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {beyond_floor} | {beyond_sidecar} | {beyond_checked} |",
                 row.workload,
