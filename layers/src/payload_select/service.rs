@@ -1,5 +1,5 @@
 use std::{
-    sync::Arc,
+    sync::{Arc, LazyLock},
     task::{Context, Poll},
 };
 
@@ -12,6 +12,7 @@ use futures_util::{
     stream::FuturesUnordered,
 };
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use memchr::memmem::Finder;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tracing::{Instrument, field::Empty};
@@ -501,12 +502,20 @@ impl LocalSummary {
     /// this is exact, and costs microseconds where decoding the payload costs a millisecond.
     /// The transactions (nearly all of the bytes) are passed over once.
     fn read(response: &Response<RpcBody>) -> Option<Self> {
+        // Searchers built once: building one costs more than a search through a small payload.
+        static BLOCK_NUMBER: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new(b"\"blockNumber\":"));
+        static GAS_USED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"gasUsed\":"));
+        static TRANSACTIONS: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new(b"\"transactions\":["));
+        static BLOCK_VALUE: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new(b"\"blockValue\":"));
         let bytes = body::peek(response.body());
-        let number = quantity(field(&bytes, b"\"blockNumber\":")?)?;
-        let gas_used = quantity(field(&bytes, b"\"gasUsed\":")?)?;
-        let (transactions, after) = match memchr::memmem::find(&bytes, b"\"transactions\":[") {
+        let number = quantity(field(&bytes, &BLOCK_NUMBER)?)?;
+        let gas_used = quantity(field(&bytes, &GAS_USED)?)?;
+        let (transactions, after) = match TRANSACTIONS.find(&bytes) {
             Some(at) => {
-                let list = at + b"\"transactions\":[".len();
+                let list = at + TRANSACTIONS.needle().len();
                 let mut quotes = 0;
                 let mut end = bytes.len();
                 for i in memchr::memchr2_iter(b'"', b']', &bytes[list..]) {
@@ -521,8 +530,8 @@ impl LocalSummary {
             None => (0, 0),
         };
         // op-geth writes the value after the payload; other clients may write it before.
-        let block_value = field(&bytes[after..], b"\"blockValue\":")
-            .or_else(|| field(&bytes[..after], b"\"blockValue\":"))
+        let block_value = field(&bytes[after..], &BLOCK_VALUE)
+            .or_else(|| field(&bytes[..after], &BLOCK_VALUE))
             .and_then(|v| v.parse::<U256>().ok())
             .unwrap_or_default();
         Some(Self {
@@ -538,8 +547,8 @@ impl LocalSummary {
 }
 
 /// The string value of the first `key` (which includes its quotes and colon) in `json`.
-fn field<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a str> {
-    let at = memchr::memmem::find(json, key)? + key.len();
+fn field<'a>(json: &'a [u8], key: &Finder<'_>) -> Option<&'a str> {
+    let at = key.find(json)? + key.needle().len();
     let rest = json.get(at..)?.trim_ascii_start().strip_prefix(b"\"")?;
     let end = memchr::memchr(b'"', rest)?;
     std::str::from_utf8(&rest[..end]).ok()
