@@ -34,8 +34,9 @@
 //! call's method, copies chain updates to the builders, and picks a validated builder payload,
 //! checking nothing else. switchyard's added latency beyond the floor is also given as a ratio of
 //! this sidecar's: what switchyard adds that a sidecar need not. And *checked*: the same sidecar
-//! making the payload checks the design asks for (attributes, block hash), with switchyard's own
-//! check functions (`--checks`): the least a sidecar true to the design adds.
+//! making the checks the design asks for (each call's JWT, the getPayload deadline, attributes,
+//! block hash), with switchyard's own check functions (`--checks`): the least a sidecar true to
+//! the design adds.
 //!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
@@ -1129,7 +1130,7 @@ struct Setup {
     bare: Process,
     /// The bare sidecar (`--bare-sidecar`), its op-geth and builders.
     sidecar: (Process, Vec<Process>, Process),
-    /// The same with the design's payload checks (`--bare-sidecar … --checks`).
+    /// The same with the design's checks (`--bare-sidecar … --checks <op-node's secret>`).
     checked: (Process, Vec<Process>, Process),
     switchyard: Process,
     /// The candidate's op-geth, builders and switchyard.
@@ -1150,8 +1151,10 @@ impl Setup {
         let switchyard_builders = some_builders();
         let floor = (sim("op-geth"), some_builders());
         let bare = spawn_self_proxy("bare", &["--bare-forwarder", &sims[1].addr]);
-        let sidecar = |name: &str, checks: &[&str]| {
+        let sidecar = |name: &str, checks: bool| {
             let (l2, builders) = (sim("op-geth"), some_builders());
+            // Callers sign with op-geth's secret, which the checking sidecar checks them against.
+            let inbound = secret_hex(&l2.secret.unwrap());
             let addrs: Vec<&str> = builders.iter().map(|b| b.addr.as_str()).collect();
             let secrets: Vec<String> = builders
                 .iter()
@@ -1159,12 +1162,14 @@ impl Setup {
                 .collect();
             let (addrs, secrets) = (addrs.join(","), secrets.join(","));
             let mut args = vec!["--bare-sidecar", &l2.addr, &addrs, &secrets];
-            args.extend_from_slice(checks);
+            if checks {
+                args.extend_from_slice(&["--checks", &inbound]);
+            }
             let proxy = spawn_self_proxy(name, &args);
             (l2, builders, proxy)
         };
-        let checked = sidecar("checked", &["--checks"]);
-        let sidecar = sidecar("sidecar", &[]);
+        let checked = sidecar("checked", true);
+        let sidecar = sidecar("sidecar", false);
         let switchyard = spawn_switchyard(
             &switchyard_binary(),
             "switchyard",
@@ -2038,7 +2043,8 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--bare-sidecar") {
-        let checks = args.get(4).is_some_and(|arg| arg == "--checks");
+        let checks =
+            (args.get(4).map(String::as_str) == Some("--checks")).then(|| args[5].as_str());
         bare_sidecar::run(&args[1], &args[2], &args[3], checks);
         return;
     }

@@ -12,11 +12,13 @@
 //! `BARE_SIDECAR_THREADS=2` runs it on two threads (it read no better on 2 cores; figures in
 //! BENCHMARKS.md).
 //!
-//! With `--checks` (configuration `checked`) it also makes the checks the design asks of every
-//! builder payload, with switchyard's own functions and no more: the attributes decoded once
-//! op-geth's forkchoice request is written; at getPayload the builder's answer read, held to
-//! them ([`check_attributes`]), and its block hash recomputed ([`check_block_hash`]) while
-//! op-geth validates it. That is the least a sidecar true to the design does.
+//! With `--checks <op-node's secret>` (configuration `checked`) it also does what the design asks
+//! of every call and every builder payload, with switchyard's own functions and no more: each
+//! call's JWT checked ([`JwtSecret::validate_header`]); the attributes decoded once op-geth's
+//! forkchoice request is written; at getPayload the builders given switchyard's deadline, and a
+//! builder's answer read, held to them ([`check_attributes`]), and its block hash recomputed
+//! ([`check_block_hash`]) while op-geth validates it. That is the least a sidecar true to the
+//! design does.
 
 use std::sync::{
     Arc, Mutex,
@@ -60,9 +62,18 @@ struct Sidecar {
     /// With `--checks`: the attributes of the last forkchoice update with attributes, to hold
     /// the builders' payloads to (`None` in the slot: they could not be read).
     checks: Option<Mutex<Option<Arc<PayloadJob>>>>,
+    /// With `--checks`: op-node's secret, that each call's JWT is checked against, and the
+    /// token last found good with the second it was checked in (op-node signs a new one each
+    /// second: within that second, the same bytes are the same verdict, as switchyard caches).
+    inbound: Option<(JwtSecret, Mutex<(HeaderValue, u64)>)>,
 }
 
-pub(crate) fn run(l2: &str, builders: &str, secrets: &str, checks: bool) {
+/// How long the checking sidecar waits for the builders at getPayload: the bench gives
+/// switchyard `--payload-deadline 2s`.
+const PAYLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `checks`: op-node's secret (hex), with `--checks`.
+pub(crate) fn run(l2: &str, builders: &str, secrets: &str, checks: Option<&str>) {
     // `BARE_SIDECAR_THREADS=<n>`: n worker threads instead (where more threads win or lose).
     let threads = std::env::var("BARE_SIDECAR_THREADS")
         .ok()
@@ -100,7 +111,11 @@ pub(crate) fn run(l2: &str, builders: &str, secrets: &str, checks: bool) {
             lanes,
             building: Mutex::new(Vec::new()),
             payloads: Default::default(),
-            checks: checks.then(|| Mutex::new(None)),
+            checks: checks.map(|_| Mutex::new(None)),
+            inbound: checks.map(|secret| {
+                let last = Mutex::new((HeaderValue::from_static(""), 0));
+                (JwtSecret::from_hex(secret).unwrap(), last)
+            }),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("ADDR {}", listener.local_addr().unwrap());
@@ -127,10 +142,7 @@ async fn lane(
 ) {
     let mut token = (0, HeaderValue::from_static(""));
     while let Some((body, answer)) = calls.recv().await {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = unix_now();
         if token.0 != now {
             let bearer = format!("Bearer {}", secret.token(now).unwrap());
             token = (now, HeaderValue::from_str(&bearer).unwrap());
@@ -204,6 +216,25 @@ fn result_of(answer: &[u8]) -> Option<&RawValue> {
 impl Sidecar {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, Error> {
         let (parts, body) = req.into_parts();
+        if let Some((secret, last)) = &self.inbound {
+            let token = parts.headers.get(header::AUTHORIZATION);
+            let now = unix_now();
+            let known = token.is_some_and(|token| *last.lock().unwrap() == (token.clone(), now));
+            if !known {
+                if secret
+                    .validate_header(token.map(HeaderValue::as_bytes), now)
+                    .is_err()
+                {
+                    let refused = Response::builder()
+                        .status(http::StatusCode::UNAUTHORIZED)
+                        .body(Either::Right(Full::new(Bytes::new())))?;
+                    return Ok(refused);
+                }
+                if let Some(token) = token {
+                    *last.lock().unwrap() = (token.clone(), now);
+                }
+            }
+        }
         let body = body.collect().await?.to_bytes();
         let auth = parts.headers.get(header::AUTHORIZATION).cloned();
         let method = method_of(&body);
@@ -276,11 +307,13 @@ impl Sidecar {
             let each = self.lanes.iter().zip(building).map(|(lane, fcu)| {
                 self.builder_payload(&call, auth.as_ref(), lane, fcu, job.clone())
             });
-            futures_util::future::join_all(each)
-                .await
-                .into_iter()
-                .flatten()
-                .next()
+            let all = futures_util::future::join_all(each);
+            let answered = if self.checks.is_some() {
+                tokio::time::timeout(PAYLOAD_DEADLINE, all).await.ok()?
+            } else {
+                all.await
+            };
+            answered.into_iter().flatten().next()
         };
         let (local, built) = tokio::join!(local, built);
         self.payloads.0.fetch_add(1, Ordering::Relaxed);
@@ -369,6 +402,13 @@ impl Sidecar {
             .any(|w| w == br#""status":"VALID""#);
         (valid && hashed).then_some(answer)
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// What op-node asked to be built, from its forkchoice update with attributes.
