@@ -2043,8 +2043,11 @@ fn main() {
         return;
     }
     if args.first().map(String::as_str) == Some("--bare-sidecar") {
-        let checks =
-            (args.get(4).map(String::as_str) == Some("--checks")).then(|| args[5].as_str());
+        let checks = args
+            .get(4)
+            .filter(|flag| *flag == "--checks")
+            .and(args.get(5))
+            .map(String::as_str);
         bare_sidecar::run(&args[1], &args[2], &args[3], checks);
         return;
     }
