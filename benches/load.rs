@@ -34,9 +34,9 @@
 //! call's method, copies chain updates to the builders, and picks a validated builder payload,
 //! checking nothing else. switchyard's added latency beyond the floor is also given as a ratio of
 //! this sidecar's: what switchyard adds that a sidecar need not. And *checked*: the same sidecar
-//! making the checks the design asks for (each call's JWT, the getPayload deadline, attributes,
-//! block hash), with switchyard's own check functions (`--checks`): the least a sidecar true to
-//! the design adds.
+//! doing what the design asks (each call's JWT checked, each upstream call bounded, the
+//! getPayload deadline, attributes and block hash checked), with switchyard's own check functions
+//! (`--checks`): the least a sidecar true to the design adds.
 //!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and

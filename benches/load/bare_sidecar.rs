@@ -15,14 +15,18 @@
 //! With `--checks <op-node's secret>` (configuration `checked`) it also does what the design asks
 //! of every call and every builder payload, with switchyard's own functions and no more: each
 //! call's JWT checked ([`JwtSecret::validate_header`]); the attributes decoded once op-geth's
-//! forkchoice request is written; at getPayload the builders given switchyard's deadline, and a
-//! builder's answer read, held to them ([`check_attributes`]), and its block hash recomputed
+//! forkchoice request is written; each call to op-geth or a builder bounded by switchyard's
+//! default timeout; at getPayload the builders given switchyard's deadline, and a builder's answer
+//! read, held to them ([`check_attributes`]), and its block hash recomputed
 //! ([`check_block_hash`]) while op-geth validates it. That is the least a sidecar true to the
 //! design does.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use alloy_rpc_types_engine::ForkchoiceState;
@@ -70,7 +74,12 @@ struct Sidecar {
 
 /// How long the checking sidecar waits for the builders at getPayload: the bench gives
 /// switchyard `--payload-deadline 2s`.
-const PAYLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+const PAYLOAD_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The checking sidecar's bound on one call to op-geth, and to a builder: switchyard's defaults
+/// (`--l2-timeout`, `--builder-timeout`).
+const L2_TIMEOUT: Duration = Duration::from_secs(2);
+const BUILDER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `checks`: op-node's secret (hex), with `--checks`.
 pub(crate) fn run(l2: &str, builders: &str, secrets: &str, checks: Option<&str>) {
@@ -101,7 +110,8 @@ pub(crate) fn run(l2: &str, builders: &str, secrets: &str, checks: Option<&str>)
                 let uri: Uri = format!("http://{addr}").parse().unwrap();
                 let secret = JwtSecret::from_hex(secret).unwrap();
                 let (sender, receiver) = mpsc::unbounded_channel();
-                tokio::spawn(lane(client.clone(), uri, secret, receiver));
+                let limit = checks.map(|_| BUILDER_TIMEOUT);
+                tokio::spawn(lane(client.clone(), uri, secret, limit, receiver));
                 sender
             })
             .collect();
@@ -138,6 +148,7 @@ async fn lane(
     client: Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
     secret: JwtSecret,
+    limit: Option<Duration>,
     mut calls: mpsc::UnboundedReceiver<LaneCall>,
 ) {
     let mut token = (0, HeaderValue::from_static(""));
@@ -147,18 +158,20 @@ async fn lane(
             let bearer = format!("Bearer {}", secret.token(now).unwrap());
             token = (now, HeaderValue::from_str(&bearer).unwrap());
         }
-        let answered = post(&client, &uri, Some(&token.1), body).await.ok();
+        let answered = post(&client, &uri, Some(&token.1), body, limit).await.ok();
         if let Some(answer) = answer {
             let _ = answer.send(answered);
         }
     }
 }
 
+/// Posts `body` and reads the whole answer, within `limit` if there is one.
 async fn post(
     client: &Client<HttpConnector, Full<Bytes>>,
     uri: &Uri,
     auth: Option<&HeaderValue>,
     body: Bytes,
+    limit: Option<Duration>,
 ) -> Result<Bytes, Error> {
     let mut request = Request::post(uri.clone())
         .header(header::CONTENT_TYPE, "application/json")
@@ -168,8 +181,22 @@ async fn post(
             .headers_mut()
             .insert(header::AUTHORIZATION, auth.clone());
     }
-    let response = client.request(request).await?;
-    Ok(response.into_body().collect().await?.to_bytes())
+    bounded(limit, async {
+        let response = client.request(request).await?;
+        Ok(response.into_body().collect().await?.to_bytes())
+    })
+    .await
+}
+
+/// `call`, given up after `limit` if there is one.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, call).await?,
+        None => call.await,
+    }
 }
 
 #[derive(Deserialize)]
@@ -277,9 +304,10 @@ impl Sidecar {
         if let (Ok(request), Some(auth)) = (&mut request, auth) {
             request.headers_mut().insert(header::AUTHORIZATION, auth);
         }
+        let limit = self.checks.as_ref().map(|_| L2_TIMEOUT);
         async move {
-            let response = self.client.request(request?).await?;
-            Ok(response.map(Either::Left))
+            let response = bounded(limit, async { Ok(self.client.request(request?).await?) });
+            Ok(response.await?.map(Either::Left))
         }
     }
 
@@ -386,7 +414,8 @@ impl Sidecar {
                 Some(built)
             }
         };
-        let validation = post(&self.client, &self.l2, auth, Bytes::from(validate));
+        let limit = self.checks.as_ref().map(|_| L2_TIMEOUT);
+        let validation = post(&self.client, &self.l2, auth, Bytes::from(validate), limit);
         // Recomputed while op-geth validates; its request is queued first.
         let hashing = async {
             let Some(built) = checked else {
