@@ -241,6 +241,11 @@ fn result_of(answer: &[u8]) -> Option<&RawValue> {
 }
 
 impl Sidecar {
+    /// The bound on one call to op-geth: with `--checks`, switchyard's default.
+    fn l2_limit(&self) -> Option<Duration> {
+        self.checks.as_ref().map(|_| L2_TIMEOUT)
+    }
+
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, Error> {
         let (parts, body) = req.into_parts();
         if let Some((secret, last)) = &self.inbound {
@@ -304,7 +309,7 @@ impl Sidecar {
         if let (Ok(request), Some(auth)) = (&mut request, auth) {
             request.headers_mut().insert(header::AUTHORIZATION, auth);
         }
-        let limit = self.checks.as_ref().map(|_| L2_TIMEOUT);
+        let limit = self.l2_limit();
         async move {
             let response = bounded(limit, async { Ok(self.client.request(request?).await?) });
             Ok(response.await?.map(Either::Left))
@@ -414,8 +419,13 @@ impl Sidecar {
                 Some(built)
             }
         };
-        let limit = self.checks.as_ref().map(|_| L2_TIMEOUT);
-        let validation = post(&self.client, &self.l2, auth, Bytes::from(validate), limit);
+        let validation = post(
+            &self.client,
+            &self.l2,
+            auth,
+            Bytes::from(validate),
+            self.l2_limit(),
+        );
         // Recomputed while op-geth validates; its request is queued first.
         let hashing = async {
             let Some(built) = checked else {
