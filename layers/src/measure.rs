@@ -160,9 +160,13 @@ pub fn outcome_label(response: &Response<RpcBody>) -> &'static str {
         static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
         static RESULT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"result\""));
         let bytes = body::peek(response.body());
-        let error = ERROR.find(&bytes);
-        let result = RESULT.find(&bytes);
-        if error.is_some_and(|e| result.is_none_or(|r| e < r)) {
+        // `"result"` comes first in nearly every answer: then only the few bytes before it (and
+        // an `"error"` ending inside it) need a look, not the whole payload.
+        let before_result = match RESULT.find(&bytes) {
+            Some(r) => &bytes[..bytes.len().min(r + b"\"error\"".len() - 1)],
+            None => &bytes[..],
+        };
+        if ERROR.find(before_result).is_some() {
             return "rpc_error";
         }
     }
@@ -334,6 +338,14 @@ mod tests {
                 r#"{"jsonrpc":"2.0","id":1,"result":{"note":"error"}}"#
             )),
             "ok"
+        );
+        assert_eq!(
+            outcome_label(&answer(r#"{"error":{"code":-32000},"result":null}"#)),
+            "rpc_error"
+        );
+        assert_eq!(
+            outcome_label(&answer(r#"{"x":"error"result":1}"#)),
+            "rpc_error"
         );
         let mut failed = answer("");
         *failed.status_mut() = StatusCode::BAD_GATEWAY;

@@ -4,12 +4,19 @@
 //! connections: no pool keys to build and hash per request, no race between a checkout and a
 //! speculative connect, no task spawned per response to wait for its connection to go idle.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::{
     body::Incoming,
-    client::conn::http1::{self, SendRequest},
+    client::conn::{
+        TrySendError,
+        http1::{self, SendRequest},
+    },
 };
 use tokio::time::Instant;
 use tower::{BoxError, ServiceExt};
@@ -72,38 +79,55 @@ impl<C: super::Connector> Pool<C> {
     }
 
     /// Sends `req` and returns the answer's head, its body still to be read, and the connection.
-    pub(super) async fn send(
-        &self,
+    ///
+    /// The request is made ready here; the future owns what it needs. Not an `async fn`: that
+    /// would keep a second copy of the request (and the rare resend path's state) in every
+    /// exchange's future, which each upstream call allocates and copies.
+    pub(super) fn send(
+        self: &Arc<Self>,
         mut req: Request<RpcBody>,
-    ) -> Result<(Response<Incoming>, Lease), ExchangeError> {
+    ) -> impl Future<Output = Result<(Response<Incoming>, Lease), ExchangeError>> + Send + use<C>
+    {
         *req.uri_mut() = self.path.clone();
         *req.version_mut() = http::Version::HTTP_11;
         if let Some(host) = &self.host {
             req.headers_mut().insert(http::header::HOST, host.clone());
         }
-        // Connecting (TCP, TLS, the handshake) is a large future that every exchange would
-        // otherwise carry and copy (3,472 bytes with it inline, 2,200 boxed); boxed, only the
-        // rare call that connects pays for it.
-        let (mut sender, reused) = match self.take_idle().await {
-            Some(sender) => (sender, true),
-            None => (Box::pin(self.connect()).await?, false),
-        };
-        let response = match sender.try_send_request(req).await {
-            Ok(response) => response,
-            Err(mut error) => match error.take_message() {
-                // The server closed a kept-alive connection before our request went out on it:
-                // nothing was sent, so sending it on a fresh one is safe.
-                Some(req) if reused => {
-                    sender = Box::pin(self.connect()).await?;
-                    sender
-                        .send_request(req)
-                        .await
-                        .map_err(ExchangeError::Send)?
-                }
-                _ => return Err(ExchangeError::Send(error.into_error())),
-            },
-        };
-        Ok((response, Lease(sender)))
+        let pool = self.clone();
+        async move {
+            // Connecting (TCP, TLS, the handshake) is a large future: boxed, only the rare call
+            // that connects pays for it.
+            let (mut sender, reused) = match pool.take_idle().await {
+                Some(sender) => (sender, true),
+                None => (Box::pin(pool.connect()).await?, false),
+            };
+            let error = match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, Lease(sender))),
+                Err(error) => error,
+            };
+            Box::pin(pool.resend(error, reused)).await
+        }
+    }
+
+    /// After a failed send: the request again on a fresh connection, if nothing of it went out.
+    async fn resend(
+        &self,
+        mut error: TrySendError<Request<RpcBody>>,
+        reused: bool,
+    ) -> Result<(Response<Incoming>, Lease), ExchangeError> {
+        match error.take_message() {
+            // The server closed a kept-alive connection before our request went out on it:
+            // nothing was sent, so sending it on a fresh one is safe.
+            Some(req) if reused => {
+                let mut sender = self.connect().await?;
+                let response = sender
+                    .send_request(req)
+                    .await
+                    .map_err(ExchangeError::Send)?;
+                Ok((response, Lease(sender)))
+            }
+            _ => Err(ExchangeError::Send(error.into_error())),
+        }
     }
 
     /// Returns a connection whose answer was read in full.
