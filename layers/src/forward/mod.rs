@@ -50,7 +50,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{FutureExt, TryFutureExt};
+use futures_util::{FutureExt, future::Either};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, header};
 use hyper_util::client::legacy::connect::HttpConnector;
 use pin_project_lite::pin_project;
@@ -424,34 +424,37 @@ fn exchange<C: Connector>(
     limit: usize,
     name: Arc<str>,
 ) -> impl Future<Output = Result<Response<RpcBody>, ForwardError>> + Send + 'static {
-    let send_failed = name.clone();
-    pool.send(req)
-        .map_err(move |error| match error {
-            // Only a failed connect means nobody is there; anything later is a broken answer.
-            ExchangeError::Connect(source) => {
-                tls_or(&send_failed, &*source, |reason| ForwardError::Unreachable {
-                    upstream: send_failed.clone(),
-                    reason,
-                })
-            }
-            ExchangeError::Send(source) => {
-                tls_or(&send_failed, &source, |reason| ForwardError::BadResponse {
-                    upstream: send_failed.clone(),
-                    reason,
-                })
-            }
-        })
-        .and_then(move |(response, lease)| {
+    pool.send(req).then(move |sent| match sent {
+        Err(error) => Either::Left(std::future::ready(Err(send_failed(&name, error)))),
+        Ok((response, lease)) => {
             let (mut parts, body) = response.into_parts();
-            CollectCapped::new(body, limit, None).map(move |collected| {
+            Either::Right(CollectCapped::new(body, limit, None).map(move |collected| {
                 let bytes = collected.map_err(|error| read_failed(&name, error))?;
                 // Only a connection whose answer was read to the end can carry the next request.
-                pool.put(lease);
+                lease.give_back();
                 strip_hop_by_hop(&mut parts.headers);
                 parts.headers.remove(header::CONTENT_LENGTH);
                 Ok(Response::from_parts(parts, RpcBody::new(bytes)))
+            }))
+        }
+    })
+}
+
+/// What sending a request failed with, as the caller sees it.
+fn send_failed(name: &Arc<str>, error: ExchangeError) -> ForwardError {
+    match error {
+        // Only a failed connect means nobody is there; anything later is a broken answer.
+        ExchangeError::Connect(source) => {
+            tls_or(name, &*source, |reason| ForwardError::Unreachable {
+                upstream: name.clone(),
+                reason,
             })
-        })
+        }
+        ExchangeError::Send(source) => tls_or(name, &source, |reason| ForwardError::BadResponse {
+            upstream: name.clone(),
+            reason,
+        }),
+    }
 }
 
 /// What reading an answer's body failed with, as the caller sees it.

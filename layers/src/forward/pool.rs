@@ -58,7 +58,17 @@ struct Idle {
 
 /// A connection on loan for one exchange; give it back with [`Pool::put`] once its answer has
 /// been read in full.
-pub(super) struct Lease(SendRequest<RpcBody>);
+pub(super) struct Lease<C> {
+    sender: SendRequest<RpcBody>,
+    pool: Arc<Pool<C>>,
+}
+
+impl<C: super::Connector> Lease<C> {
+    /// Gives the connection back to its pool, once its answer was read in full.
+    pub(super) fn give_back(self) {
+        self.pool.put(self.sender);
+    }
+}
 
 impl<C: super::Connector> Pool<C> {
     pub(super) fn new(connector: C, uri: Uri, read_buffer_cap: usize) -> Self {
@@ -84,16 +94,15 @@ impl<C: super::Connector> Pool<C> {
     /// would keep a second copy of the request (and the rare resend path's state) in every
     /// exchange's future, which each upstream call allocates and copies.
     pub(super) fn send(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut req: Request<RpcBody>,
-    ) -> impl Future<Output = Result<(Response<Incoming>, Lease), ExchangeError>> + Send + use<C>
-    {
+    ) -> impl Future<Output = Result<(Response<Incoming>, Lease<C>), ExchangeError>> + Send {
         *req.uri_mut() = self.path.clone();
         *req.version_mut() = http::Version::HTTP_11;
         if let Some(host) = &self.host {
             req.headers_mut().insert(http::header::HOST, host.clone());
         }
-        let pool = self.clone();
+        let pool = self;
         async move {
             // Connecting (TCP, TLS, the handshake) is a large future: boxed, only the rare call
             // that connects pays for it.
@@ -102,7 +111,7 @@ impl<C: super::Connector> Pool<C> {
                 None => (Box::pin(pool.connect()).await?, false),
             };
             let error = match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, Lease(sender))),
+                Ok(response) => return Ok((response, Lease { sender, pool })),
                 Err(error) => error,
             };
             Box::pin(pool.resend(error, reused)).await
@@ -111,10 +120,10 @@ impl<C: super::Connector> Pool<C> {
 
     /// After a failed send: the request again on a fresh connection, if nothing of it went out.
     async fn resend(
-        &self,
+        self: Arc<Self>,
         mut error: TrySendError<Request<RpcBody>>,
         reused: bool,
-    ) -> Result<(Response<Incoming>, Lease), ExchangeError> {
+    ) -> Result<(Response<Incoming>, Lease<C>), ExchangeError> {
         match error.take_message() {
             // The server closed a kept-alive connection before our request went out on it:
             // nothing was sent, so sending it on a fresh one is safe.
@@ -124,14 +133,14 @@ impl<C: super::Connector> Pool<C> {
                     .send_request(req)
                     .await
                     .map_err(ExchangeError::Send)?;
-                Ok((response, Lease(sender)))
+                Ok((response, Lease { sender, pool: self }))
             }
             _ => Err(ExchangeError::Send(error.into_error())),
         }
     }
 
-    /// Returns a connection whose answer was read in full.
-    pub(super) fn put(&self, Lease(sender): Lease) {
+    /// Takes back a connection whose answer was read in full.
+    fn put(&self, sender: SendRequest<RpcBody>) {
         if sender.is_closed() {
             return;
         }
