@@ -56,7 +56,7 @@ struct Idle {
     since: Instant,
 }
 
-/// A connection on loan for one exchange; give it back with [`Pool::put`] once its answer has
+/// A connection on loan for one exchange; [`Lease::give_back`] returns it once its answer has
 /// been read in full.
 pub(super) struct Lease<C> {
     sender: SendRequest<RpcBody>,
