@@ -101,9 +101,21 @@ pub const DEGRADED_AFTER: u64 = 3;
 /// it can see, op-geth and the builder's sync, not how the builder did when the node last led.
 pub(super) const FORGET_FAILURES_AFTER: u32 = 5;
 
+/// A payload status as the builder spelled it: read without allocating, since every relayed
+/// answer is read for it.
+#[derive(Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum StatusKind {
+    Valid,
+    Syncing,
+    Accepted,
+    #[serde(other)]
+    Other,
+}
+
 #[derive(Deserialize)]
 struct Status {
-    status: String,
+    status: StatusKind,
 }
 
 #[derive(Deserialize)]
@@ -206,10 +218,10 @@ impl BuilderHealth {
             }
             _ => return,
         };
-        self.set(match status.as_deref() {
-            Ok("VALID") => HealthState::Synced,
-            Ok("SYNCING" | "ACCEPTED") => HealthState::Syncing,
-            _ => HealthState::Failing,
+        self.set(match status {
+            Ok(StatusKind::Valid) => HealthState::Synced,
+            Ok(StatusKind::Syncing | StatusKind::Accepted) => HealthState::Syncing,
+            Ok(StatusKind::Other) | Err(_) => HealthState::Failing,
         });
     }
 }
@@ -294,6 +306,38 @@ mod tests {
         // None since: a follower says what it sees.
         health.forget_failures_after(Duration::ZERO);
         assert!(!health.is_failing_payloads());
+    }
+
+    #[test]
+    fn each_payload_status_sets_the_state_it_means() {
+        let health = BuilderHealth::new("b".into());
+        let answer = |json: &'static str| Ok(Bytes::from_static(json.as_bytes()));
+        let cases = [
+            (
+                r#"{"status":"SYNCING","latestValidHash":null}"#,
+                HealthState::Syncing,
+            ),
+            (
+                r#"{"status":"VALID","latestValidHash":"0x01"}"#,
+                HealthState::Synced,
+            ),
+            (r#"{"status":"ACCEPTED"}"#, HealthState::Syncing),
+            (
+                r#"{"status":"INVALID","validationError":"bad"}"#,
+                HealthState::Failing,
+            ),
+            (r#"{"status":"VALID"}"#, HealthState::Synced),
+            (r#"{"status":7}"#, HealthState::Failing),
+        ];
+        for (status, state) in cases {
+            health.observe("engine_newPayloadV4", &answer(status));
+            assert_eq!(health.state(), state, "newPayload answered {status}");
+        }
+        for (status, state) in cases {
+            let updated = format!(r#"{{"payloadStatus":{status},"payloadId":null}}"#);
+            health.observe("engine_forkchoiceUpdatedV3", &Ok(Bytes::from(updated)));
+            assert_eq!(health.state(), state, "forkchoice update answered {status}");
+        }
     }
 
     #[test]
