@@ -2,8 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-# Profile-guided by default (scripts/build-pgo): about four times the build time, for about 0.82x
-# the CPU per block cycle and 0.9x the latency switchyard adds (BENCHMARKS.md). PGO=0: a plain
+# Profile-guided by default (scripts/build-pgo): about three times the build time, for about 0.82x
+# the CPU per block cycle and 0.88x the latency switchyard adds (BENCHMARKS.md). PGO=0: a plain
 # release build.
 ARG PGO=1
 RUN if [ "$PGO" = 1 ]; then \
