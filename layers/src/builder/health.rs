@@ -102,7 +102,8 @@ pub const DEGRADED_AFTER: u64 = 3;
 pub(super) const FORGET_FAILURES_AFTER: u32 = 5;
 
 /// A payload status as the builder spelled it: read without allocating, since every relayed
-/// answer is read for it.
+/// answer is read for it. Not alloy's `PayloadStatus` (which payload selection reads): its
+/// flattened status buffers the whole object first.
 #[derive(Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 enum StatusKind {
