@@ -261,6 +261,8 @@ struct Process {
     callgrind: Option<std::path::PathBuf>,
     /// switchyard's metrics address.
     metrics: Option<String>,
+    /// This binary itself, which exits cleanly on SIGTERM.
+    graceful: bool,
 }
 
 impl Process {
@@ -427,9 +429,44 @@ fn callgrind_control(action: &str, pid: u32) {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // This binary's own children exit on SIGTERM, running at-exit handlers: a build
+        // instrumented for profile-guided optimisation writes its counts then (see
+        // `exit_on_sigterm`). Others (switchyard, valgrind) are killed outright, as before.
+        if !self.graceful || !terminate(&self.child) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
+}
+
+/// Asks `child` to stop (SIGTERM, through kill(1): this crate has no unsafe code).
+fn terminate(child: &Child) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// In this binary's children: SIGTERM ends the process through `exit`, so that at-exit handlers
+/// run (an instrumented build writes its profile then; a killed process writes none). Returns
+/// once the handler is in place, before the child announces its address: no SIGTERM can come
+/// sooner.
+fn exit_on_sigterm() {
+    let (ready, registered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            let _ = ready.send(());
+            terminate.recv().await;
+        });
+        std::process::exit(0);
+    });
+    let _ = registered.recv();
 }
 
 fn spawn_self(args: &[&str]) -> Process {
@@ -457,6 +494,7 @@ pub(crate) fn evict_from_page_cache(binary: &std::path::Path) {
 }
 
 fn spawn(mut command: Command, callgrind: Option<std::path::PathBuf>, args: &[&str]) -> Process {
+    let graceful = std::env::current_exe().is_ok_and(|me| command.get_program() == me);
     let mut child = command
         .args(args)
         .stdout(Stdio::piped())
@@ -476,6 +514,7 @@ fn spawn(mut command: Command, callgrind: Option<std::path::PathBuf>, args: &[&s
         secret,
         callgrind,
         metrics: None,
+        graceful,
     }
 }
 
@@ -566,6 +605,7 @@ fn spawn_switchyard(
         secret: None,
         callgrind,
         metrics,
+        graceful: false,
     }
 }
 
@@ -2038,6 +2078,19 @@ async fn post(url: &str, body: Vec<u8>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    const CHILDREN: [&str; 5] = [
+        "--gateway-forwarder",
+        "--bare-sidecar",
+        "--serve-sim",
+        "--bare-forwarder",
+        "--serve-otlp-sink",
+    ];
+    if args
+        .first()
+        .is_some_and(|mode| CHILDREN.contains(&mode.as_str()))
+    {
+        exit_on_sigterm();
+    }
     if args.first().map(String::as_str) == Some("--gateway-forwarder") {
         gateway_forwarder(&args[1], &args[2]);
         return;
