@@ -121,6 +121,9 @@ impl Lane {
         let supersede = Arc::new(tokio::sync::Notify::new());
         let (in_flight, superseded) = (forkchoice_in_flight.clone(), supersede.clone());
         let unanswered = forkchoice_unanswered.clone();
+        // How long a forkchoice update given up on may still take to finish: the builder's
+        // timeout ends it first where the client has one.
+        let detached_for = stale_after.unwrap_or(LaneConfig::default().forkchoice_stale_after);
         tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
                 let waiting = worker_depth
@@ -152,11 +155,26 @@ impl Lane {
                     None
                 } else if forkchoice {
                     in_flight.store(true, Ordering::Release);
+                    // Owned, so that it can be left to finish on its own (below).
+                    let (relaying, call) = (client.clone(), job.call.clone());
+                    let mut relay = Box::pin(
+                        async move { relaying.relay(&call).await }.instrument(span.clone()),
+                    );
                     let relayed = tokio::select! {
                         biased;
-                        result = client.relay(&job.call).instrument(span.clone()) => Some(result),
+                        result = &mut relay => Some(result),
                         () = superseded.notified() => None,
                     };
+                    if relayed.is_none() {
+                        // Given up on, not cut off: the builder has the update, and cutting the
+                        // call would close its connection, so that the next block's attributes
+                        // pay for a new one (a TCP or TLS handshake per block, against a builder
+                        // merely a little slower than op-geth). Its answer goes unread; one that
+                        // never comes is dropped at the bound, and its connection with it.
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(detached_for, relay).await;
+                        });
+                    }
                     let held = match &relayed {
                         None => true,
                         Some(Err(error)) => error.label() == "timeout",
@@ -216,7 +234,8 @@ impl Lane {
 
     /// Gives up on the forkchoice update the builder holds now, if any: called as the next
     /// block's attributes are queued, so that a builder that hangs on one update costs that
-    /// block only, never the next.
+    /// block only, never the next. The lane moves on at once; the update's call finishes on its
+    /// own, its answer unread, so that its connection is kept.
     pub(super) fn supersede_forkchoice(&self) {
         if self.forkchoice_in_flight.load(Ordering::Acquire) {
             // Wakes the worker's wait only: no permit is left behind for a later update.
@@ -458,5 +477,88 @@ mod tests {
         let update = send(&lane, "engine_forkchoiceUpdatedV3");
         assert!(update.await.expect("answered").is_ok());
         assert!(!lane.holds_unanswered_forkchoice());
+    }
+
+    /// A builder over real HTTP that holds its first call until `release`, then answers it;
+    /// `first` says how that call ended: `true` answered, `false` dropped while held (its
+    /// connection was closed under it). Every later call is answered at once.
+    async fn http_builder_holding_first_call(
+        arrived: Arc<Notify>,
+        release: Arc<Notify>,
+    ) -> (http::Uri, oneshot::Receiver<bool>) {
+        use hyper_util::rt::TokioIo;
+        /// Says `false` if the held call is dropped before it is answered.
+        struct Held(Option<oneshot::Sender<bool>>);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                if let Some(first) = self.0.take() {
+                    let _ = first.send(false);
+                }
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let uri = format!("http://{}/", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("uri");
+        let (first, ended) = oneshot::channel();
+        let first = Arc::new(Mutex::new(Some(first)));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (first, arrived, release) = (first.clone(), arrived.clone(), release.clone());
+                let service = hyper::service::service_fn(
+                    move |_: Request<hyper::body::Incoming>| {
+                        let held = first.lock().expect("first").take();
+                        let (arrived, release) = (arrived.clone(), release.clone());
+                        async move {
+                            let mut held = held.map(|first| Held(Some(first)));
+                            if held.is_some() {
+                                arrived.notify_one();
+                                release.notified().await;
+                            }
+                            let body = br#"{"jsonrpc":"2.0","id":1,"result":{"payloadStatus":{"status":"VALID"}}}"#;
+                            if let Some(first) = held.as_mut().and_then(|held| held.0.take()) {
+                                let _ = first.send(true);
+                            }
+                            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                                Bytes::from_static(body),
+                            )))
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (uri, ended)
+    }
+
+    #[tokio::test]
+    async fn a_superseded_forkchoice_update_finishes_on_its_connection() {
+        let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (uri, held_call) =
+            http_builder_holding_first_call(arrived.clone(), release.clone()).await;
+        let client = BuilderClient::new(
+            "builder",
+            crate::Forward::new("builder", uri),
+            crate::JwtSecret::from_bytes([1; 32]),
+        );
+        let lane = Lane::spawn(client, "engine", 8, 1 << 20, None, None);
+        let held = send(&lane, "engine_forkchoiceUpdatedV3");
+        arrived.notified().await;
+        let block = send(&lane, "engine_newPayloadV4");
+        lane.supersede_forkchoice();
+        assert_eq!(held.await.expect("answered"), Err(BuilderError::Stale));
+        assert!(block.await.expect("answered").is_ok(), "the lane moved on");
+        // The builder answers the update it held: the call was left to finish, not cut off
+        // (which would have closed the connection and dropped the builder's answer).
+        release.notify_one();
+        assert!(
+            held_call.await.expect("the held call ended"),
+            "the superseded update was answered on a connection still open"
+        );
     }
 }
