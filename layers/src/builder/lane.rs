@@ -404,6 +404,17 @@ mod tests {
         );
     }
 
+    /// A forkchoice update the builder holds, a block queued behind it, the update given up:
+    /// the update ends stale and the block is answered.
+    async fn supersede_a_held_update(lane: &Lane, arrived: &Notify) {
+        let held = send(lane, "engine_forkchoiceUpdatedV3");
+        arrived.notified().await;
+        let block = send(lane, "engine_newPayloadV4");
+        lane.supersede_forkchoice();
+        assert_eq!(held.await.expect("answered"), Err(BuilderError::Stale));
+        assert!(block.await.expect("answered").is_ok(), "the lane moved on");
+    }
+
     #[tokio::test]
     async fn a_held_forkchoice_update_is_given_up_when_superseded_and_the_lane_moves_on() {
         let sent = Log::default();
@@ -412,12 +423,7 @@ mod tests {
         let lane = Lane::spawn(client, "engine", 8, 1 << 20, None, None);
         // Nothing held: nothing to give up, and no later update is affected.
         lane.supersede_forkchoice();
-        let held = send(&lane, "engine_forkchoiceUpdatedV3");
-        arrived.notified().await;
-        let block = send(&lane, "engine_newPayloadV4");
-        lane.supersede_forkchoice();
-        assert_eq!(held.await.expect("answered"), Err(BuilderError::Stale));
-        assert!(block.await.expect("answered").is_ok(), "the lane moved on");
+        supersede_a_held_update(&lane, &arrived).await;
         let next = send(&lane, "engine_forkchoiceUpdatedV3");
         assert!(next.await.expect("answered").is_ok());
         assert_eq!(
@@ -547,12 +553,7 @@ mod tests {
             crate::JwtSecret::from_bytes([1; 32]),
         );
         let lane = Lane::spawn(client, "engine", 8, 1 << 20, None, None);
-        let held = send(&lane, "engine_forkchoiceUpdatedV3");
-        arrived.notified().await;
-        let block = send(&lane, "engine_newPayloadV4");
-        lane.supersede_forkchoice();
-        assert_eq!(held.await.expect("answered"), Err(BuilderError::Stale));
-        assert!(block.await.expect("answered").is_ok(), "the lane moved on");
+        supersede_a_held_update(&lane, &arrived).await;
         // The builder answers the update it held: the call was left to finish, not cut off
         // (which would have closed the connection and dropped the builder's answer).
         release.notify_one();
