@@ -133,15 +133,24 @@ impl BuilderClient {
 
     /// Sends someone else's call as it is (its bytes, its id), signed with this builder's JWT;
     /// returns the raw JSON of the result. For relaying op-node's calls without copying them.
+    /// The call owns what it needs (it borrows neither `self` nor `call`): a lane can leave it to
+    /// finish on its own.
     ///
     /// # Errors
     ///
     /// Any failure, typed.
-    pub async fn relay(&self, call: &RpcCall) -> Result<Bytes, BuilderError> {
-        result_of(self.exchange(call.clone()).await?)
+    pub fn relay(
+        &self,
+        call: &RpcCall,
+    ) -> impl Future<Output = Result<Bytes, BuilderError>> + Send + 'static {
+        let exchange = self.exchange(call.clone());
+        async move { result_of(exchange.await?) }
     }
 
-    async fn exchange(&self, call: RpcCall) -> Result<Bytes, BuilderError> {
+    fn exchange(
+        &self,
+        call: RpcCall,
+    ) -> impl Future<Output = Result<Bytes, BuilderError>> + Send + 'static {
         let mut request = Request::new(RpcBody::new(call.bytes().clone()));
         *request.method_mut() = http::Method::POST;
         request.headers_mut().insert(
@@ -149,17 +158,20 @@ impl BuilderClient {
             HeaderValue::from_static("application/json"),
         );
         request.extensions_mut().insert(call);
-        let response = match self.upstream.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        if let Some(error) = forward::forward_error(&response) {
-            return Err(BuilderError::Transport(error.clone()));
+        let upstream = self.upstream.clone();
+        async move {
+            let response = match upstream.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            if let Some(error) = forward::forward_error(&response) {
+                return Err(BuilderError::Transport(error.clone()));
+            }
+            if response.status() != StatusCode::OK {
+                return Err(BuilderError::Http(response.status()));
+            }
+            Ok(crate::body::into_bytes(response).1)
         }
-        if response.status() != StatusCode::OK {
-            return Err(BuilderError::Http(response.status()));
-        }
-        Ok(crate::body::into_bytes(response).1)
     }
 }
 

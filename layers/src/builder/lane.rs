@@ -155,11 +155,8 @@ impl Lane {
                     None
                 } else if forkchoice {
                     in_flight.store(true, Ordering::Release);
-                    // Owned, so that it can be left to finish on its own (below).
-                    let (relaying, call) = (client.clone(), job.call.clone());
-                    let mut relay = Box::pin(
-                        async move { relaying.relay(&call).await }.instrument(span.clone()),
-                    );
+                    // Boxed, so that it can be left to finish on its own (below).
+                    let mut relay = Box::pin(client.relay(&job.call).instrument(span.clone()));
                     let relayed = tokio::select! {
                         biased;
                         result = &mut relay => Some(result),
