@@ -483,7 +483,7 @@ mod tests {
     }
 
     /// A builder over real HTTP that holds its first call until `release`, then answers it;
-    /// `first` says how that call ended: `true` answered, `false` dropped while held (its
+    /// the receiver says how that call ended: `true` answered, `false` dropped while held (its
     /// connection was closed under it). Every later call is answered at once.
     async fn http_builder_holding_first_call(
         arrived: Arc<Notify>,
