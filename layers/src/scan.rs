@@ -73,15 +73,13 @@ fn skip_string(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
 /// raw control characters, UTF-8 throughout, and only JSON's escapes. For the envelope's own (short) strings.
 fn skip_string_strictly(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     // Printable ASCII without escapes, as nearly every key and method is: valid as it stands,
-    // and one pass both finds the closing quote and vouches for what comes before it (these
-    // strings are a few bytes long: memchr's setup and a second pass cost more than this loop).
+    // and one pass both finds the closing quote and vouches for what comes before it.
     let start = i + 1;
-    for (offset, &b) in bytes.get(start..).unwrap_or_default().iter().enumerate() {
-        match b {
-            b'"' => return Ok(start + offset + 1),
-            b'\\' | ..0x20 | 0x80.. => break,
-            _ => {}
-        }
+    let rest = bytes.get(start..).unwrap_or_default();
+    if let Some(offset) = plain_prefix::<true>(rest)
+        && rest[offset] == b'"'
+    {
+        return Ok(start + offset + 1);
     }
     let end = skip_string(bytes, i)?;
     let text = &bytes[i..end];
@@ -236,61 +234,159 @@ fn members_with<const N: usize, const STRICT: bool>(
     bytes: &[u8],
     keys: [&[u8]; N],
 ) -> Result<[Option<Range<usize>>; N], ScanError> {
-    let mut found: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
-    let mut i = skip_ws(bytes, 0);
+    let i = object_start(bytes)?;
+    let (found, end) = object_members::<N, STRICT>(bytes, i, keys, |_, _| Ok(None))?;
+    end_of_text(bytes, end).map(|()| found)
+}
+
+/// As [`members_loosely`], and the member named `outer`, when it is an object, is scanned for
+/// `inner` in the same pass (not delimited first and walked again): a forkchoice answer's
+/// `result.payloadId`. The inner spans are `None` when `outer` is absent or not an object.
+#[cfg(feature = "engine")]
+pub(crate) fn members_loosely_nested<const N: usize, const M: usize>(
+    bytes: &[u8],
+    keys: [&[u8]; N],
+    outer: &[u8],
+    inner: [&[u8]; M],
+) -> Result<NestedMembers<N, M>, ScanError> {
+    let i = object_start(bytes)?;
+    let mut nested = None;
+    let (found, end) = object_members::<N, false>(bytes, i, keys, |key, start| {
+        if key != outer || bytes.get(start) != Some(&b'{') {
+            return Ok(None);
+        }
+        let (spans, end) = object_members::<M, false>(bytes, start, inner, |_, _| Ok(None))?;
+        nested = Some(spans);
+        Ok(Some(end))
+    })?;
+    end_of_text(bytes, end).map(|()| (found, nested))
+}
+
+/// What [`members_loosely_nested`] finds: the outer object's spans, and the inner ones.
+#[cfg(feature = "engine")]
+pub(crate) type NestedMembers<const N: usize, const M: usize> = (Spans<N>, Option<Spans<M>>);
+
+/// The span of each member asked for, in the order asked.
+pub(crate) type Spans<const N: usize> = [Option<Range<usize>>; N];
+
+/// The index of the `{` that opens the text; the error a text of another kind gets otherwise.
+fn object_start(bytes: &[u8]) -> Result<usize, ScanError> {
+    let i = skip_ws(bytes, 0);
     match bytes.get(i) {
-        Some(b'{') => {}
+        Some(b'{') => Ok(i),
         Some(_) => {
             // A value of another kind is an invalid request; anything else is a syntax error.
             let end = skip_value(bytes, i)?;
-            return if skip_ws(bytes, end) == bytes.len() {
+            if skip_ws(bytes, end) == bytes.len() {
                 Err(ScanError::NotAnObject)
             } else {
                 Err(ScanError::Syntax)
-            };
+            }
         }
-        None => return Err(ScanError::Syntax),
+        None => Err(ScanError::Syntax),
     }
-    i = skip_ws(bytes, i + 1);
+}
+
+/// `i` is at `{`: the span of the member named by each of `keys`, and the index just past the
+/// closing `}`. `descend` is offered each member (its key, where its value starts) before the
+/// value is skipped, and may walk the value itself, returning where it ends.
+fn object_members<const N: usize, const STRICT: bool>(
+    bytes: &[u8],
+    i: usize,
+    keys: [&[u8]; N],
+    mut descend: impl FnMut(&[u8], usize) -> Result<Option<usize>, ScanError>,
+) -> Result<(Spans<N>, usize), ScanError> {
+    let mut found: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
+    let mut i = skip_ws(bytes, i + 1);
     if bytes.get(i) == Some(&b'}') {
-        return end_of_text(bytes, i + 1).map(|()| found);
+        return Ok((found, i + 1));
     }
     loop {
         if bytes.get(i) != Some(&b'"') {
             return Err(ScanError::Syntax);
         }
-        let key_end = if STRICT {
-            skip_string_strictly(bytes, i)?
-        } else {
-            skip_string(bytes, i)?
-        };
+        let (key_end, escaped) = skip_key::<STRICT>(bytes, i)?;
         let key = &bytes[i + 1..key_end - 1];
         i = skip_ws(bytes, key_end);
         if bytes.get(i) != Some(&b':') {
             return Err(ScanError::Syntax);
         }
         let start = skip_ws(bytes, i + 1);
-        let end = if STRICT {
-            skip_value(bytes, start)?
-        } else {
-            skip_value_loosely(bytes, start)?
+        let end = match descend(key, start)? {
+            Some(end) => end,
+            None if STRICT => skip_value(bytes, start)?,
+            None => skip_value_loosely(bytes, start)?,
         };
         if let Some(slot) = keys.iter().position(|k| *k == key) {
             if found[slot].is_some() {
                 return Err(ScanError::DuplicateMember);
             }
             found[slot] = Some(start..end);
-        } else if key.contains(&b'\\') {
+        } else if escaped {
             // An escaped key could spell one of ours: let the exact decoder judge.
             return Err(ScanError::NeedsDecoder);
         }
         i = skip_ws(bytes, end);
         match bytes.get(i) {
             Some(b',') => i = skip_ws(bytes, i + 1),
-            Some(b'}') => return end_of_text(bytes, i + 1).map(|()| found),
+            Some(b'}') => return Ok((found, i + 1)),
             _ => return Err(ScanError::Syntax),
         }
     }
+}
+
+/// `i` is at a key's opening quote: the index just past its closing quote, and whether the key
+/// holds an escape (checked strictly, as [`skip_string_strictly`] does, when `STRICT`).
+#[inline(always)]
+fn skip_key<const STRICT: bool>(bytes: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
+    let start = i + 1;
+    let rest = bytes.get(start..).unwrap_or_default();
+    match plain_prefix::<STRICT>(rest) {
+        Some(offset) if rest[offset] == b'"' => Ok((start + offset + 1, false)),
+        _ => skip_unusual_key::<STRICT>(bytes, i),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn skip_unusual_key<const STRICT: bool>(
+    bytes: &[u8],
+    i: usize,
+) -> Result<(usize, bool), ScanError> {
+    let end = if STRICT {
+        skip_string_strictly(bytes, i)?
+    } else {
+        skip_string(bytes, i)?
+    };
+    Ok((end, bytes[i + 1..end].contains(&b'\\')))
+}
+
+/// The offset of the first byte of `text` that ends or complicates a plain string: `"`, `\`,
+/// and when `STRICT` a control character or a non-ASCII byte. Eight bytes at a time: keys and
+/// short strings end within a word or two, before memchr's setup for them would be done.
+#[inline(always)]
+fn plain_prefix<const STRICT: bool>(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    // The high bit of each zero byte of `v` (exact up to the first one, which is all we read).
+    let zeros = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let (words, tail) = text.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let word = u64::from_le_bytes(*word);
+        let mut hits =
+            zeros(word ^ (ONES * u64::from(b'"'))) | zeros(word ^ (ONES * u64::from(b'\\')));
+        if STRICT {
+            // Below 0x20 borrows into the high bit; 0x80 and above have it already.
+            hits |= (word.wrapping_sub(ONES * 0x20) | word) & HIGHS;
+        }
+        if hits != 0 {
+            return Some(n * 8 + hits.trailing_zeros() as usize / 8);
+        }
+    }
+    let stops = |&b: &u8| b == b'"' || b == b'\\' || (STRICT && !(0x20..0x80).contains(&b));
+    tail.iter()
+        .position(stops)
+        .map(|offset| words.len() * 8 + offset)
 }
 
 fn end_of_text(bytes: &[u8], i: usize) -> Result<(), ScanError> {
@@ -475,6 +571,57 @@ mod tests {
     }
 
     #[test]
+    fn keys_with_escapes_or_unusual_bytes_take_the_careful_path() {
+        // An escaped key could spell a wanted one: neither scan guesses.
+        let escaped = br#"{"jsonrpc":"2.0","meth\u006fd":"x"}"#;
+        assert_eq!(object(escaped), Err(ScanError::NeedsDecoder));
+        assert_eq!(
+            members_loosely(escaped, [b"method"]),
+            Err(ScanError::NeedsDecoder)
+        );
+        // An escaped quote does not end a key: read to its end, it is an escaped key still.
+        assert_eq!(
+            members_loosely(br#"{"a\"b":1,"a":2}"#, [b"a"]),
+            Err(ScanError::NeedsDecoder)
+        );
+        // Non-ASCII keys are valid JSON; raw control characters are not, strictly.
+        assert!(object("{\"é\":1,\"method\":\"m\"}".as_bytes()).is_ok());
+        assert_eq!(object(b"{\"a\x01\":1}"), Err(ScanError::Syntax));
+        assert!(members_loosely(b"{\"a\x01\":1}", [b"b"]).is_ok());
+    }
+
+    #[test]
+    #[cfg(feature = "engine")]
+    fn a_nested_member_is_found_in_the_same_pass() {
+        let text = br#"{"jsonrpc":"2.0","id":7,"result":{"payloadStatus":{"payloadId":"0x02"},"payloadId":"0x01"}}"#;
+        let ([id, result], inner) =
+            members_loosely_nested(text, [b"id", b"result"], b"result", [b"payloadId"])
+                .expect("scanned");
+        let span = |r: Option<Range<usize>>| r.map(|r| &text[r]);
+        assert_eq!(span(id), Some(&b"7"[..]));
+        assert!(span(result).is_some_and(|r| r.starts_with(b"{") && r.ends_with(b"}")));
+        assert_eq!(inner.map(|[p]| span(p)), Some(Some(&br#""0x01""#[..])));
+        // Not an object, absent, or broken inside: no inner spans, or the scan's error.
+        for (text, expected) in [
+            (&br#"{"result":null}"#[..], Ok(None)),
+            (br#"{"id":1}"#, Ok(None)),
+            (
+                br#"{"result":{"payloadId":1,"payloadId":2}}"#,
+                Err(ScanError::DuplicateMember),
+            ),
+            (br#"{"result":{"payloadId" 1}}"#, Err(ScanError::Syntax)),
+            (br#"{"result":{"a":1}} x"#, Err(ScanError::Syntax)),
+        ] {
+            let scanned = members_loosely_nested(text, [b"id"], b"result", [b"payloadId"]);
+            assert_eq!(
+                scanned.map(|(_, inner)| inner.map(|_| ())),
+                expected,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
     fn head_and_rest_scans_only_the_first_element() {
         let text = r#" [ {"a":[1,"]"]} , {"big":"x"}, 3 ] "#;
         let (head, rest) = head_and_rest(text.as_bytes()).expect("array");
@@ -524,6 +671,15 @@ mod properties {
             let again = |v: &Value| serde_json::from_slice::<Value>(&serde_json::to_vec(v).unwrap_or_default()).ok();
             prop_assert_eq!(read(head), again(&first));
             prop_assert_eq!(rest.and_then(read), second.as_ref().and_then(again));
+        }
+
+        /// The word-at-a-time search stops where a byte-at-a-time one does.
+        #[test]
+        fn plain_prefix_agrees_with_a_byte_loop(text in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'"'), Just(b'a')], 0..40)) {
+            let loose = text.iter().position(|&b| b == b'"' || b == b'\\');
+            let strict = text.iter().position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b));
+            prop_assert_eq!(plain_prefix::<false>(&text), loose);
+            prop_assert_eq!(plain_prefix::<true>(&text), strict);
         }
 
         /// Any bytes: an answer, never a panic; spans always lie inside the text.

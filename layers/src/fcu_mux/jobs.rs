@@ -99,9 +99,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The payload id in op-geth's answer to a forkchoice update: the answer read as any upstream
-/// answer is, then the result's members scanned for it (decoded when the scan cannot read them).
+/// The payload id in op-geth's answer to a forkchoice update: `result.payloadId`, found in one
+/// pass over the answer; any answer that pass does not settle (an `error` member, an escaped key,
+/// a result that is not an object) is read as any upstream answer is and decoded.
 pub(super) fn payload_id(answer: &[u8]) -> Option<PayloadId> {
+    let keys = [b"error".as_slice(), b"id", b"result"];
+    match scan::members_loosely_nested(answer, keys, b"result", [b"payloadId"]) {
+        Ok(([None, _, Some(_)], Some([id]))) => id.and_then(|id| read_payload_id(&answer[id])),
+        _ => payload_id_decoded(answer),
+    }
+}
+
+fn read_payload_id(raw: &[u8]) -> Option<PayloadId> {
+    scan::hex_literal(raw)
+        .map(PayloadId::new)
+        .or_else(|| serde_json::from_slice(raw).ok())
+}
+
+/// [`payload_id`] the long way: the answer read as any upstream answer is, then the result's
+/// members scanned for it (decoded when the scan cannot read them).
+fn payload_id_decoded(answer: &[u8]) -> Option<PayloadId> {
     #[derive(serde::Deserialize)]
     struct Updated {
         #[serde(rename = "payloadId")]
@@ -109,12 +126,7 @@ pub(super) fn payload_id(answer: &[u8]) -> Option<PayloadId> {
     }
     let result = RpcResponse::from_slice(answer).ok()?.result?;
     match scan::members_loosely(result, [b"payloadId"]) {
-        Ok([id]) => {
-            let id = &result[id?];
-            scan::hex_literal(id)
-                .map(PayloadId::new)
-                .or_else(|| serde_json::from_slice(id).ok())
-        }
+        Ok([id]) => read_payload_id(&result[id?]),
         Err(_) => serde_json::from_slice::<Updated>(result).ok()?.payload_id,
     }
 }
@@ -320,6 +332,31 @@ mod tests {
         jobs.insert(PayloadId::new([3; 8]), job(1_000 + 1));
         assert_eq!(jobs.len(), 2, "900 is more than a minute behind 1001");
         assert!(jobs.get(&PayloadId::new([2; 8])).is_none());
+    }
+
+    #[test]
+    fn the_one_pass_reads_what_the_long_way_reads() {
+        let id = r#""0x0102030405060708""#;
+        for answer in [
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"payloadStatus":{{"status":"VALID"}},"payloadId":{id}}}}}"#
+            ),
+            format!(r#"{{"result":{{"payloadId":{id}}},"result":{{"payloadId":{id}}}}}"#),
+            format!(r#"{{"result":{{"payloadId":{id}}},"error":null}}"#),
+            format!(r#"{{"result":{{"payloadId":{id}}},"error":{{"code":-1,"message":"x"}}}}"#),
+            format!(r#"{{"result":{{"payloadId":{id}}},"error":{{"code":"x"}}}}"#),
+            format!(r#"{{"result":{{"payloadId":{id}}},"i\u0064":1}}"#),
+            r#"{"result":{"payloadId":"0x01020304050607080"}}"#.to_owned(),
+            r#"{"result":{"payloadId":"0x01020304050607\u0030\u0038"}}"#.to_owned(),
+            format!(r#"{{"result":[{{"payloadId":{id}}}]}}"#),
+            format!(r#"{{"result":{{"payloadId":{id}}}}} trailing"#),
+        ] {
+            assert_eq!(
+                payload_id(answer.as_bytes()),
+                payload_id_decoded(answer.as_bytes()),
+                "{answer}"
+            );
+        }
     }
 
     #[test]
