@@ -60,13 +60,20 @@ pub enum EngineMethod {
 impl EngineMethod {
     /// Reads a method name; `None` for anything else.
     pub fn parse(method: &str) -> Option<Self> {
-        let rest = method.strip_prefix("engine_")?;
-        let (name, version) = rest.rsplit_once('V')?;
-        let version: u8 = version.parse().ok().filter(|v| (1..=9).contains(v))?;
+        // Spelled exactly as the Engine API names them: `V` and one digit, 1 to 9, at the end
+        // (every layer asks this of every call: a byte match, not a number parse).
+        let (name, [b'V', digit @ b'1'..=b'9']) = method
+            .strip_prefix("engine_")?
+            .as_bytes()
+            .split_last_chunk::<2>()?
+        else {
+            return None;
+        };
+        let version = digit - b'0';
         match name {
-            "forkchoiceUpdated" => Some(Self::ForkchoiceUpdated(version)),
-            "getPayload" => Some(Self::GetPayload(version)),
-            "newPayload" => Some(Self::NewPayload(version)),
+            b"forkchoiceUpdated" => Some(Self::ForkchoiceUpdated(version)),
+            b"getPayload" => Some(Self::GetPayload(version)),
+            b"newPayload" => Some(Self::NewPayload(version)),
             _ => None,
         }
     }
@@ -198,7 +205,10 @@ fn scanned_timestamp(attributes: &[u8]) -> Option<(u64, bool)> {
     if digits.is_empty() || digits.len() > 16 {
         return None;
     }
-    let timestamp = u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    let timestamp = digits.iter().try_fold(0u64, |value, &digit| {
+        let nibble = char::from(digit).to_digit(16)?;
+        Some(value << 4 | u64::from(nibble))
+    })?;
     let no_tx_pool = match no_tx_pool.map(|span| &attributes[span]) {
         Some(b"true") => true,
         None | Some(b"false" | b"null") => false,
@@ -865,6 +875,11 @@ mod tests {
             "engine_getPayloadV",
             "engine_getPayloadV0",
             "engine_getPayloadVx",
+            "engine_getPayloadV10",
+            "engine_getPayloadV03",
+            "engine_getPayloadV+3",
+            "engine_getPayloadv3",
+            "engine_getPayloadV3 ",
             "eth_getPayloadV3",
             "engine_fooV3",
         ] {
