@@ -30,7 +30,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use switchyard_layers::trace::{RecordStatus, RpcSpan};
 use switchyard_layers::{HealthLayer, body::RpcBody, builder::poll_heads};
 use tokio::{net::TcpListener, sync::watch};
-use tower::{ServiceBuilder, service_fn};
+use tower::{Layer as _, ServiceBuilder, service_fn};
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 
 /// The sockets switchyard serves on, bound before it starts.
@@ -229,17 +229,6 @@ pub async fn run(
         });
     }
     let service = ServiceBuilder::new()
-        // A span per JSON-RPC call (see `switchyard_layers::trace`): at debug level, so it costs
-        // a disabled-callsite check unless --tracing (or debug logs) asks for it.
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(RpcSpan)
-                .on_request(())
-                .on_response(RecordStatus)
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
         // A bug that panics anywhere below costs that call a JSON-RPC error, never the
         // connection or the daemon.
         .layer(switchyard_layers::panic::catch_panic_layer())
@@ -250,7 +239,23 @@ pub async fn run(
         // Probes and op-conductor poll health on the RPC port too, without a JWT.
         .layer(HealthLayer::new(probe))
         .service(stack::stack(&config, &parts));
-    server::serve(listeners.rpc, service, &config.limits, shutdown).await;
+    // A span per JSON-RPC call (see `switchyard_layers::trace`), at debug level. Where no
+    // subscriber takes debug at all (the filter is fixed for the daemon's life), the span is never
+    // made, and tower-http's Trace would still read the clock twice and wrap every answer's body
+    // for nothing: it is left out.
+    if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
+        let traced = TraceLayer::new_for_http()
+            .make_span_with(RpcSpan)
+            .on_request(())
+            .on_response(RecordStatus)
+            .on_body_chunk(())
+            .on_eos(())
+            .on_failure(())
+            .layer(service);
+        server::serve(listeners.rpc, traced, &config.limits, shutdown).await;
+    } else {
+        server::serve(listeners.rpc, service, &config.limits, shutdown).await;
+    }
     let _ = stopped.send(true);
     background.abort_all();
     Ok(())
