@@ -74,12 +74,8 @@ fn skip_string(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
 fn skip_string_strictly(bytes: &[u8], i: usize) -> Result<usize, ScanError> {
     // Printable ASCII without escapes, as nearly every key and method is: valid as it stands,
     // and one pass both finds the closing quote and vouches for what comes before it.
-    let start = i + 1;
-    let rest = bytes.get(start..).unwrap_or_default();
-    if let Some(offset) = plain_prefix::<true>(rest)
-        && rest[offset] == b'"'
-    {
-        return Ok(start + offset + 1);
+    if let Some(end) = plain_string_end::<true>(bytes, i) {
+        return Ok(end);
     }
     let end = skip_string(bytes, i)?;
     let text = &bytes[i..end];
@@ -296,7 +292,7 @@ fn object_members<const N: usize, const STRICT: bool>(
     keys: [&[u8]; N],
     mut descend: impl FnMut(&[u8], usize) -> Result<Option<usize>, ScanError>,
 ) -> Result<(Spans<N>, usize), ScanError> {
-    let mut found: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
+    let mut found: Spans<N> = std::array::from_fn(|_| None);
     let mut i = skip_ws(bytes, i + 1);
     if bytes.get(i) == Some(&b'}') {
         return Ok((found, i + 1));
@@ -339,11 +335,9 @@ fn object_members<const N: usize, const STRICT: bool>(
 /// holds an escape (checked strictly, as [`skip_string_strictly`] does, when `STRICT`).
 #[inline(always)]
 fn skip_key<const STRICT: bool>(bytes: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
-    let start = i + 1;
-    let rest = bytes.get(start..).unwrap_or_default();
-    match plain_prefix::<STRICT>(rest) {
-        Some(offset) if rest[offset] == b'"' => Ok((start + offset + 1, false)),
-        _ => skip_unusual_key::<STRICT>(bytes, i),
+    match plain_string_end::<STRICT>(bytes, i) {
+        Some(end) => Ok((end, false)),
+        None => skip_unusual_key::<STRICT>(bytes, i),
     }
 }
 
@@ -359,6 +353,16 @@ fn skip_unusual_key<const STRICT: bool>(
         skip_string(bytes, i)?
     };
     Ok((end, bytes[i + 1..end].contains(&b'\\')))
+}
+
+/// `i` is at an opening quote: the index just past the closing one, if nothing before it is an
+/// escape (nor, when `STRICT`, a control character or a non-ASCII byte); `None` otherwise.
+#[inline(always)]
+fn plain_string_end<const STRICT: bool>(bytes: &[u8], i: usize) -> Option<usize> {
+    let start = i + 1;
+    let rest = bytes.get(start..)?;
+    let offset = plain_prefix::<STRICT>(rest)?;
+    (rest[offset] == b'"').then_some(start + offset + 1)
 }
 
 /// The offset of the first byte of `text` that ends or complicates a plain string: `"`, `\`,

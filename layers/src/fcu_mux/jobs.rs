@@ -103,6 +103,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// pass over the answer; any answer that pass does not settle (an `error` member, an escaped key,
 /// a result that is not an object) is read as any upstream answer is and decoded.
 pub(super) fn payload_id(answer: &[u8]) -> Option<PayloadId> {
+    // `id` and `result` are asked for too so that a duplicate of either is refused, as the long
+    // way refuses it.
     let keys = [b"error".as_slice(), b"id", b"result"];
     match scan::members_loosely_nested(answer, keys, b"result", [b"payloadId"]) {
         Ok(([None, _, Some(_)], Some([id]))) => id.and_then(|id| read_payload_id(&answer[id])),
