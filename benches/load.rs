@@ -10,7 +10,9 @@
 //! builder). Workloads:
 //!
 //! - `eth_blockNumber` at concurrency 1 and 16;
-//! - forkchoice updates with attributes while the builder hangs;
+//! - forkchoice updates with attributes while the builder hangs, with a fourth configuration,
+//!   *no-builder* (the same switchyard binary started with no builder): what a hung builder costs
+//!   op-node is switchyard's added latency over that one's;
 //! - whole block cycles (FCU+attributes → getPayload → newPayload → FCU) of one sequencer, with
 //!   small and ~1 MiB payloads (5,000 transactions); 1 MiB ones also at concurrency 16.
 //!
@@ -543,16 +545,20 @@ fn spawn_switchyard(
         .iter()
         .map(|b| secret_hex(&b.secret.unwrap()))
         .collect();
+    if !builders.is_empty() {
+        command.args([
+            "--builder-url",
+            &builder_urls.join(","),
+            "--builder-jwt-token",
+            &builder_secrets.join(","),
+        ]);
+    }
     let mut child = command
         .args([
             "--l2-url",
             &format!("http://{}", l2.addr),
             "--l2-jwt-token",
             &secret_hex(&l2.secret.unwrap()),
-            "--builder-url",
-            &builder_urls.join(","),
-            "--builder-jwt-token",
-            &builder_secrets.join(","),
             "--rpc-port",
             "0",
             // As deployed: metrics on (on a port of its own, unscraped).
@@ -922,18 +928,34 @@ fn print_traffic_cost(rows: &[Row], quiet: &str, busy: &str) {
     ) else {
         return;
     };
-    println!("\n| {} ÷ without | p50 | p99 | throughput |", busy.workload);
-    println!("|---|---:|---:|---:|");
-    for config in busy.configs() {
-        let (Some(b), Some(q)) = (busy.results.get(config), quiet.results.get(config)) else {
-            continue;
-        };
-        let (b, q) = (&b.samples, &q.samples);
-        println!(
-            "| {config} | {:.2} | {:.2} | {:.2} |",
+    println!(
+        "\n| {} ÷ without | p50 | p99 | throughput | p50, ÷ direct's | p99, ÷ direct's |",
+        busy.workload
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let ratios = |config: &str| {
+        let (b, q) = (
+            &busy.results.get(config)?.samples,
+            &quiet.results.get(config)?.samples,
+        );
+        Some([
             b.percentile(0.5) / q.percentile(0.5),
             b.percentile(0.99) / q.percentile(0.99),
-            b.throughput() / q.throughput()
+            b.throughput() / q.throughput(),
+        ])
+    };
+    // The traffic's own cost on these cores, with no proxy: the floor of the first two columns.
+    let Some(direct) = ratios("direct") else {
+        return;
+    };
+    for config in busy.configs() {
+        let Some([p50, p99, throughput]) = ratios(config) else {
+            continue;
+        };
+        println!(
+            "| {config} | {p50:.2} | {p99:.2} | {throughput:.2} | {:.2} | {:.2} |",
+            p50 / direct[0],
+            p99 / direct[1],
         );
     }
 }
@@ -1124,14 +1146,16 @@ async fn transaction_rates(setup: &Setup, quick: bool) {
 
 // === orchestration ===
 
-/// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`.
-const CONFIGS: [&str; 8] = [
+/// The configurations, in the order each round runs them; `candidate` only with `LOAD_CANDIDATE`,
+/// `no-builder` only for forkchoice updates with attributes.
+const CONFIGS: [&str; 9] = [
     "direct",
     "floor",
     "bare",
     "sidecar",
     "checked",
     "switchyard",
+    "no-builder",
     "traced",
     "candidate",
 ];
@@ -1175,6 +1199,9 @@ struct Setup {
     switchyard: Process,
     /// The candidate's op-geth, builders and switchyard.
     candidate: Option<(Process, Vec<Process>, Process)>,
+    /// The same switchyard binary with no builder at all, and its op-geth
+    /// ([`Setup::with_no_builder`]): the yardstick of what a hung builder costs op-node.
+    no_builder: Option<(Process, Process)>,
     /// `LOAD_ONLY=tracing`: the same switchyard with `--tracing`, its own op-geth and builder,
     /// and the OTLP collector it exports to.
     traced: Option<(Process, Vec<Process>, Process, Process)>,
@@ -1250,23 +1277,35 @@ impl Setup {
             checked,
             switchyard,
             candidate,
+            no_builder: None,
             traced,
         }
     }
 
+    /// Adds the `no-builder` configuration, which forkchoice-update rows run.
+    fn with_no_builder(mut self) -> Self {
+        let l2 = spawn_self(&["--serve-sim", "op-geth", "0", "0"]);
+        let switchyard = spawn_switchyard(&switchyard_binary(), "no-builder", &l2, &[], &[]);
+        self.no_builder = Some((l2, switchyard));
+        self
+    }
+
     /// The configurations this setup runs; the floor only for block cycles (for other calls it
     /// is direct), the bare sidecar only for one sequencer's, without traffic (it keeps one job
-    /// and mirrors no transactions).
+    /// and mirrors no transactions); switchyard without a builder only for forkchoice updates.
     fn configs(
         &self,
         cycles: bool,
         one_sequencer: bool,
+        fcus: bool,
     ) -> impl Iterator<Item = &'static str> + use<> {
         let with_candidate = self.candidate.is_some();
         let with_traced = self.traced.is_some();
+        let with_no_builder = fcus && self.no_builder.is_some();
         CONFIGS.into_iter().filter(move |config| match *config {
             "candidate" => with_candidate,
             "traced" => with_traced,
+            "no-builder" => with_no_builder,
             "floor" => cycles,
             "sidecar" | "checked" => cycles && one_sequencer,
             _ => true,
@@ -1306,6 +1345,10 @@ impl Setup {
                 let (l2, _, switchyard) = self.candidate.as_ref().unwrap();
                 at(switchyard, l2)
             }
+            "no-builder" => {
+                let (l2, switchyard) = self.no_builder.as_ref().unwrap();
+                at(switchyard, l2)
+            }
             "traced" => {
                 let (l2, _, switchyard, _) = self.traced.as_ref().unwrap();
                 at(switchyard, l2)
@@ -1329,6 +1372,7 @@ impl Setup {
                 let (l2, builders, _) = self.candidate.as_ref().unwrap();
                 with(l2, builders)
             }
+            "no-builder" => vec![&self.no_builder.as_ref().unwrap().0],
             "traced" => {
                 let (l2, builders, _, collector) = self.traced.as_ref().unwrap();
                 let mut all = with(l2, builders);
@@ -1346,6 +1390,7 @@ impl Setup {
             "checked" => Some(&self.checked.2),
             "switchyard" => Some(&self.switchyard),
             "candidate" => self.candidate.as_ref().map(|(_, _, switchyard)| switchyard),
+            "no-builder" => self.no_builder.as_ref().map(|(_, switchyard)| switchyard),
             "traced" => self.traced.as_ref().map(|(_, _, switchyard, _)| switchyard),
             _ => None,
         }
@@ -1428,9 +1473,10 @@ where
     let cycles = unit == "block";
     let one_sequencer =
         !workload.contains("c=16") && !workload.ends_with("-16") && workload != TRAFFIC_ROW;
+    let fcus = workload == FCU_ROW;
     let mut results: BTreeMap<&'static str, Measured> = BTreeMap::new();
     let mut decisions_before = BTreeMap::new();
-    for config in setup.configs(cycles, one_sequencer) {
+    for config in setup.configs(cycles, one_sequencer, fcus) {
         if let Some(p) = setup.proxy(config) {
             // Read before the count is zeroed: the metrics page is not the workload's.
             if let Some(decisions) = p.decisions().await {
@@ -1450,7 +1496,7 @@ where
     for round in 0..rounds {
         // Every other round runs in reverse, so that no configuration always follows the same
         // one: with a fixed order, an A/A run (the same build in two slots) read 1.025 on FCUs.
-        let mut order: Vec<_> = setup.configs(cycles, one_sequencer).collect();
+        let mut order: Vec<_> = setup.configs(cycles, one_sequencer, fcus).collect();
         if round % 2 == 1 {
             order.reverse();
         }
@@ -1469,7 +1515,7 @@ where
             eprint!(".");
         }
     }
-    for config in setup.configs(cycles, one_sequencer) {
+    for config in setup.configs(cycles, one_sequencer, fcus) {
         let peak = setup.proxy(config).and_then(Process::peak_rss_kib);
         let split = setup.proxy(config).and_then(Process::resident_split_kib);
         let instructions = setup.proxy(config).and_then(Process::instructions);
@@ -1642,6 +1688,33 @@ fn print(rows: &[Row]) {
                 per_round.last().copied().unwrap_or(f64::NAN),
             );
         }
+    }
+    print_hung_builder_cost(rows);
+}
+
+/// Forkchoice updates with attributes: what a hung builder costs op-node, as switchyard's added
+/// latency over the same binary's with no builder, and that one's over the bare forwarder's (the
+/// issue's two targets); over all samples, and each round's own (min / median / max).
+fn print_hung_builder_cost(rows: &[Row]) {
+    let Some(row) = rows
+        .iter()
+        .find(|row| row.results.contains_key("no-builder"))
+    else {
+        return;
+    };
+    let direct = &row.results["direct"].samples;
+    println!(
+        "\n| {} | added p50 ratio (each round: min / median / max) |",
+        row.workload
+    );
+    println!("|---|---:|");
+    for (what, ours, yardstick) in [
+        ("hung builder ÷ no builder", "switchyard", "no-builder"),
+        ("no builder ÷ bare", "no-builder", "bare"),
+    ] {
+        let ours = &row.results[ours].samples;
+        let yardstick = &row.results[yardstick].samples;
+        println!("| {what} | {} |", beyond(ours, direct, yardstick, direct));
     }
 }
 
@@ -1891,15 +1964,10 @@ async fn orchestrate(quick: bool) {
     }
     // LOAD_ONLY=fcu runs forkchoice updates with attributes (the builder hanging) alone.
     if only == "fcu" {
-        let setup = Setup::new((0, 0), 1);
+        let setup = Setup::new((0, 0), 1).with_no_builder();
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         hang_builders_on_fcu(&setup).await;
-        let rows = vec![
-            run_workload(&setup, "FCU+attrs, builder hangs", "req", 10, |t| {
-                fcus_owned(t, 1_000)
-            })
-            .await,
-        ];
+        let rows = vec![run_workload(&setup, FCU_ROW, "req", 10, |t| fcus_owned(t, 1_000)).await];
         print(&rows);
         return;
     }
@@ -1968,7 +2036,7 @@ async fn orchestrate(quick: bool) {
     }
     let mut rows = Vec::new();
     {
-        let setup = Setup::new((0, 0), 1);
+        let setup = Setup::new((0, 0), 1).with_no_builder();
         rows.push(
             run_workload(&setup, "eth_blockNumber c=1", "req", rounds, |t| {
                 eth_calls_owned(t, 1, calls)
@@ -1997,12 +2065,7 @@ async fn orchestrate(quick: bool) {
             .await,
         );
         hang_builders_on_fcu(&setup).await;
-        rows.push(
-            run_workload(&setup, "FCU+attrs, builder hangs", "req", rounds, |t| {
-                fcus_owned(t, calls / 4)
-            })
-            .await,
-        );
+        rows.push(run_workload(&setup, FCU_ROW, "req", rounds, |t| fcus_owned(t, calls / 4)).await);
     }
     {
         let setup = Setup::new((0, 0), 4);
@@ -2051,6 +2114,9 @@ async fn orchestrate(quick: bool) {
         flashblocks::run(quick).await;
     }
 }
+
+/// The row of forkchoice updates with attributes, every builder hanging.
+const FCU_ROW: &str = "FCU+attrs, builder hangs";
 
 /// The block-cycle row with transaction traffic.
 const TRAFFIC_ROW: &str = "block cycle small c=1 + 1,000 tx/s from 16 clients";
