@@ -339,40 +339,45 @@ fn quantity_u256(out: &mut Vec<u8>, value: U256) {
     out.extend_from_slice(format!("\"{value:#x}\"").as_bytes());
 }
 
-/// A JSON array of `"0x…"` strings (whitespace as JSON allows), decoded into one buffer that
-/// every element shares: one allocation for thousands of transactions. `None` for anything else.
-fn hex_strings(array: &[u8]) -> Option<Vec<alloy_primitives::Bytes>> {
-    let ws = |i: usize| crate::scan::skip_ws(array, i);
+/// `at` is at a JSON array of `"0x…"` strings (whitespace as JSON allows): the span of each
+/// element's digits, and the index just past the array. `None` for anything else.
+fn hex_string_spans(text: &[u8], at: usize) -> Option<(Vec<std::ops::Range<usize>>, usize)> {
+    let ws = |i: usize| crate::scan::skip_ws(text, i);
     let mut digits = Vec::new();
-    let mut i = ws(0);
-    if array.get(i) != Some(&b'[') {
+    if text.get(at) != Some(&b'[') {
         return None;
     }
-    i = ws(i + 1);
-    if array.get(i) != Some(&b']') {
+    let mut i = ws(at + 1);
+    if text.get(i) != Some(&b']') {
         loop {
-            let start = i + array.get(i..)?.strip_prefix(b"\"0x").map(|_| 3)?;
-            let end = start + memchr::memchr(b'"', array.get(start..)?)?;
+            let start = i + text.get(i..)?.strip_prefix(b"\"0x").map(|_| 3)?;
+            let end = start + memchr::memchr(b'"', text.get(start..)?)?;
             if (end - start) % 2 != 0 {
                 return None;
             }
             digits.push(start..end);
             i = ws(end + 1);
-            match array.get(i) {
+            match text.get(i) {
                 Some(b',') => i = ws(i + 1),
                 Some(b']') => break,
                 _ => return None,
             }
         }
     }
-    if ws(i + 1) != array.len() {
-        return None;
-    }
+    Some((digits, i + 1))
+}
+
+/// The hex `digits` of `text` decoded into one buffer that every element shares: one
+/// allocation for thousands of transactions. `None` if any is not hex.
+fn decode_hex_strings(
+    text: &[u8],
+    digits: &[std::ops::Range<usize>],
+) -> Option<Vec<alloy_primitives::Bytes>> {
     let mut buffer = vec![0u8; digits.iter().map(|span| span.len() / 2).sum()];
     let mut at = 0;
-    for span in &digits {
+    for span in digits {
         let len = span.len() / 2;
-        alloy_primitives::hex::decode_to_slice(&array[span.clone()], &mut buffer[at..at + len])
+        alloy_primitives::hex::decode_to_slice(&text[span.clone()], &mut buffer[at..at + len])
             .ok()?;
         at += len;
     }
@@ -778,17 +783,19 @@ impl Envelope {
         if memchr::memchr(b'\\', body).is_some() {
             return None;
         }
-        let inner = |outer: std::ops::Range<usize>, key: &[u8]| {
-            let [span] = crate::scan::members_loosely(&body[outer.clone()], [key]).ok()?;
-            span.map(|span| outer.start + span.start..outer.start + span.end)
-        };
-        let [result, error] = crate::scan::members_loosely(body, [b"result", b"error"]).ok()?;
+        // The transactions are delimited by reading them, in the same pass as the envelope.
+        let ([_, error], listed) = crate::scan::members_loosely_along(
+            body,
+            [b"result", b"error"],
+            &[b"result", b"executionPayload", b"transactions"],
+            |at| hex_string_spans(body, at).ok_or(crate::scan::ScanError::Syntax),
+        )
+        .ok()?;
         if error.is_some_and(|error| &body[error] != b"null") {
             return None;
         }
-        let payload = inner(result?, b"executionPayload")?;
-        let listed = inner(payload, b"transactions")?;
-        let transactions = hex_strings(&body[listed.clone()])?;
+        let (digits, listed) = listed?;
+        let transactions = decode_hex_strings(body, &digits)?;
         let mut rest = Vec::with_capacity(body.len() - listed.len() + 2);
         rest.extend_from_slice(&body[..listed.start]);
         rest.extend_from_slice(b"[]");

@@ -258,6 +258,60 @@ pub(crate) fn members_loosely_nested<const N: usize, const M: usize>(
     end_of_text(bytes, end).map(|()| (found, nested))
 }
 
+/// As [`members_loosely`], and the value at `path` (a member of the object before it at each
+/// step; each step but the last an object) is handed to `read`, which walks it itself and
+/// returns what it read and where the value ends. One pass: delimiting each step and then
+/// scanning inside it would walk the innermost value once per step, and for a payload's
+/// transactions that is nearly every byte. `None` when the path is not there.
+#[cfg(feature = "engine")]
+pub(crate) fn members_loosely_along<const N: usize, T>(
+    bytes: &[u8],
+    keys: [&[u8]; N],
+    path: &[&[u8]],
+    mut read: impl FnMut(usize) -> Result<(T, usize), ScanError>,
+) -> Result<(Spans<N>, Option<(T, Range<usize>)>), ScanError> {
+    let i = object_start(bytes)?;
+    let mut found = None;
+    let (spans, end) = object_members::<N, false>(bytes, i, keys, |key, start| {
+        step_along(bytes, key, start, path, &mut read, &mut found)
+    })?;
+    end_of_text(bytes, end).map(|()| (spans, found))
+}
+
+/// One step of [`members_loosely_along`]: the member `key`, whose value starts at `start`.
+#[cfg(feature = "engine")]
+fn step_along<T, F>(
+    bytes: &[u8],
+    key: &[u8],
+    start: usize,
+    path: &[&[u8]],
+    read: &mut F,
+    found: &mut Option<(T, Range<usize>)>,
+) -> Result<Option<usize>, ScanError>
+where
+    F: FnMut(usize) -> Result<(T, usize), ScanError>,
+{
+    let Some((&step, rest)) = path.split_first() else {
+        return Ok(None);
+    };
+    if key != step {
+        return Ok(None);
+    }
+    let Some(&next) = rest.first() else {
+        let (value, end) = read(start)?;
+        *found = Some((value, start..end));
+        return Ok(Some(end));
+    };
+    if bytes.get(start) != Some(&b'{') {
+        return Ok(None);
+    }
+    // The next step is asked for by name, so that a second one is refused as a duplicate.
+    let (_, end) = object_members::<1, false>(bytes, start, [next], |key, start| {
+        step_along(bytes, key, start, rest, read, found)
+    })?;
+    Ok(Some(end))
+}
+
 /// What [`members_loosely_nested`] finds: the outer object's spans, and the inner ones.
 #[cfg(feature = "engine")]
 pub(crate) type NestedMembers<const N: usize, const M: usize> = (Spans<N>, Option<Spans<M>>);
@@ -619,6 +673,53 @@ mod tests {
             let scanned = members_loosely_nested(text, [b"id"], b"result", [b"payloadId"]);
             assert_eq!(
                 scanned.map(|(_, inner)| inner.map(|_| ())),
+                expected,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_along_a_path_is_read_in_the_same_pass() {
+        let path: &[&[u8]] = &[b"result", b"payload", b"list"];
+        // `read` delimits a flat array itself, and counts its elements.
+        let read = |text: &'static [u8]| {
+            move |at: usize| {
+                let end = at + memchr::memchr(b']', &text[at..]).ok_or(ScanError::Syntax)? + 1;
+                Ok((text[at..end].split(|&b| b == b',').count(), end))
+            }
+        };
+        let text = br#"{"id":1,"result":{"list":[9],"payload":{"a":[1],"list":[1,2,3]}},"x":2}"#;
+        let ([id], found) =
+            members_loosely_along(text, [b"id"], path, read(text)).expect("scanned");
+        assert_eq!(id.map(|r| &text[r]), Some(&b"1"[..]));
+        let (count, span) = found.expect("found along the path");
+        assert_eq!((count, &text[span]), (3, &b"[1,2,3]"[..]));
+        // Not there, not an object on the way, a duplicate step, or broken after it.
+        for (text, expected) in [
+            (&br#"{"result":{"payload":{"a":1}}}"#[..], Ok(false)),
+            (br#"{"result":{"payload":[{"list":[1]}]}}"#, Ok(false)),
+            (br#"{"result":null}"#, Ok(false)),
+            (
+                br#"{"result":{"payload":{"list":[1]},"payload":{}}}"#,
+                Err(ScanError::DuplicateMember),
+            ),
+            (
+                br#"{"result":{"payload":{"list":[1],"list":[2]}}}"#,
+                Err(ScanError::DuplicateMember),
+            ),
+            (
+                br#"{"result":{"payload":{"list":[1] "b":2}}}"#,
+                Err(ScanError::Syntax),
+            ),
+            (
+                br#"{"result":{"payload":{"list":[1]}}} x"#,
+                Err(ScanError::Syntax),
+            ),
+        ] {
+            let scanned = members_loosely_along(text, [b"id"], path, read(text));
+            assert_eq!(
+                scanned.map(|(_, found)| found.is_some()),
                 expected,
                 "{text:?}"
             );

@@ -515,16 +515,11 @@ impl LocalSummary {
         let gas_used = quantity(field(&bytes, &GAS_USED)?)?;
         let (transactions, after) = match TRANSACTIONS.find(&bytes) {
             Some(at) => {
+                // Hex strings hold no `]`: the first one closes the list. Then two quotes per
+                // transaction, counted many at a time (a stop at each would be ten thousand).
                 let list = at + TRANSACTIONS.needle().len();
-                let mut quotes = 0;
-                let mut end = bytes.len();
-                for i in memchr::memchr2_iter(b'"', b']', &bytes[list..]) {
-                    if bytes[list + i] == b']' {
-                        end = list + i;
-                        break;
-                    }
-                    quotes += 1;
-                }
+                let end = memchr::memchr(b']', &bytes[list..]).map_or(bytes.len(), |i| list + i);
+                let quotes = memchr::memchr_iter(b'"', &bytes[list..end]).count();
                 (quotes / 2, end)
             }
             None => (0, 0),
