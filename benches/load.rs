@@ -38,7 +38,10 @@
 //! this sidecar's: what switchyard adds that a sidecar need not. And *checked*: the same sidecar
 //! doing what the design asks (each call's JWT checked, each upstream call bounded, the
 //! getPayload deadline, attributes and block hash checked), with switchyard's own check functions
-//! (`--checks`): the least a sidecar true to the design adds.
+//! (`--checks`): the least a sidecar true to the design adds. For 1 MiB cycles of one sequencer,
+//! a thread of the bench hashes a 1 MiB block's transactions every 250 ms while the row runs
+//! (the keccak floor of the block-hash check, read on the same loaded cores), and the report gives
+//! switchyard's CPU per cycle beyond the bare sidecar's and that floor.
 //!
 //! `LOAD_CANDIDATE=<binary>` adds a fourth configuration: another build of switchyard (with its
 //! own simulated op-geth and builder) in the same interleaved rounds, for a change's before and
@@ -302,12 +305,7 @@ impl Process {
     /// CPU time used so far, user and system, all threads, in seconds (clock ticks of 10 ms:
     /// read over a whole workload, not per call).
     fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
-        // Fields after the command name (which may hold spaces): state is field 3, utime 14.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+        stat_cpu_seconds(&format!("/proc/{}/stat", self.pid()))
     }
 
     fn reset_peak_rss(&self) {
@@ -1445,6 +1443,8 @@ struct Row {
     workload: String,
     results: BTreeMap<&'static str, Measured>,
     unit: &'static str,
+    /// 1 MiB block cycles: the keccak floor read beside the row (see [`KeccakFloor`]), in ms.
+    keccak_floor_ms: Option<f64>,
 }
 
 impl Row {
@@ -1538,6 +1538,7 @@ where
         workload: workload.to_owned(),
         results,
         unit,
+        keccak_floor_ms: None,
     }
 }
 
@@ -1693,6 +1694,15 @@ fn print(rows: &[Row]) {
     print_cpu_beyond_keccak(rows);
 }
 
+/// User and system CPU time from a `/proc/.../stat` file, in seconds (clock ticks of 10 ms).
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// A 1 MiB block's filler: how many transactions the simulators add, and their calldata bytes.
 const BIG_BLOCK: (usize, usize) = (5_000, 100);
 
@@ -1711,12 +1721,11 @@ fn print_cpu_beyond_keccak(rows: &[Row]) {
         let cycles = measured.samples.latencies.len().max(1) as f64;
         Some(measured.cpu_seconds? * 1e3 / cycles)
     };
-    let Some(sidecar) = per_cycle_ms("sidecar") else {
+    let (Some(sidecar), Some(keccak)) = (per_cycle_ms("sidecar"), row.keccak_floor_ms) else {
         return;
     };
-    let keccak = keccak_floor_ms();
     println!(
-        "\n| {}: CPU per cycle (ms) | this configuration | the bare sidecar | keccak floor, read after the row | beyond both |",
+        "\n| {}: CPU per cycle (ms) | this configuration | the bare sidecar | keccak floor, read beside the row | beyond both |",
         row.workload
     );
     println!("|---|---:|---:|---:|---:|");
@@ -1730,27 +1739,49 @@ fn print_cpu_beyond_keccak(rows: &[Row]) {
     }
 }
 
-/// The floor of the 1 MiB block-hash check: keccak over each of the block's transactions once
-/// (the transactions trie hashes each inside its leaf, then the branches above them), the
-/// transactions made as the simulators make them; the median of 31 passes, in ms. Read in the
-/// run, not taken from `cargo bench --bench layers`: this host's speed drifts by half in an hour.
-fn keccak_floor_ms() -> f64 {
-    let chain_id = ChainSpec::default().chain_id;
-    let (count, data_len) = BIG_BLOCK;
-    let transactions: Vec<_> = (0..count as u64)
-        .map(|i| switchyard_sim::tx::transfer(chain_id, 0xf111_0000 + i, 1, data_len))
-        .collect();
-    let mut passes: Vec<f64> = (0..31)
-        .map(|_| {
-            let started = std::time::Instant::now();
-            for transaction in &transactions {
-                std::hint::black_box(alloy_primitives::keccak256(transaction));
+/// The floor of the 1 MiB block-hash check, read while the row runs: keccak over each of the
+/// block's transactions once (the transactions trie hashes each inside its leaf, then the
+/// branches above them), the transactions made as the simulators make them, in a thread of the
+/// bench's own. A pass every 250 ms (about 1 % of a core), on the cores the row loads: this
+/// host's speed drifts by half within minutes, and keccak runs slower beside the load than
+/// alone, so a floor read elsewhere or at another time does not hold switchyard's to account.
+struct KeccakFloor {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<Option<f64>>,
+}
+
+impl KeccakFloor {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let chain_id = ChainSpec::default().chain_id;
+            let (count, data_len) = BIG_BLOCK;
+            let transactions: Vec<_> = (0..count as u64)
+                .map(|i| switchyard_sim::tx::transfer(chain_id, 0xf111_0000 + i, 1, data_len))
+                .collect();
+            // CPU time, as switchyard's is read: preemption does not count.
+            let cpu = || stat_cpu_seconds("/proc/thread-self/stat");
+            let started = cpu()?;
+            let mut passes = 0u32;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                for transaction in &transactions {
+                    std::hint::black_box(alloy_primitives::keccak256(transaction));
+                }
+                passes += 1;
+                // Pacing a sampler, not waiting for anything.
+                std::thread::sleep(std::time::Duration::from_millis(250));
             }
-            started.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    passes.sort_by(f64::total_cmp);
-    passes[passes.len() / 2]
+            Some((cpu()? - started) * 1e3 / f64::from(passes.max(1)))
+        });
+        Self { stop, sampler }
+    }
+
+    /// CPU per pass, in ms.
+    fn finish(self) -> Option<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().ok().flatten()
+    }
 }
 
 /// Forkchoice updates with attributes: what a hung builder costs op-node, as switchyard's added
@@ -2009,16 +2040,19 @@ async fn orchestrate(quick: bool) {
         let setup = Setup::new(if big { BIG_BLOCK } else { (0, 0) }, builders);
         eprintln!("switchyard pid {}", setup.switchyard.pid());
         let lag = BoostSyncLag::start(&setup, "block cycle").await;
-        let rows = vec![
-            run_workload(&setup, &only, "block", 10, |t| {
+        let rows = vec![{
+            let floor = (big && concurrency == 1).then(KeccakFloor::start);
+            let mut row = run_workload(&setup, &only, "block", 10, |t| {
                 cycles_owned(
                     t,
                     concurrency,
                     if big { 20 / concurrency.min(10) } else { 200 },
                 )
             })
-            .await,
-        ];
+            .await;
+            row.keccak_floor_ms = floor.and_then(KeccakFloor::finish);
+            row
+        }];
         print(&rows);
         lag.print().await;
         return;
@@ -2145,12 +2179,13 @@ async fn orchestrate(quick: bool) {
     {
         let setup = Setup::new(BIG_BLOCK, 1);
         let lag = BoostSyncLag::start(&setup, "block cycle 1MiB c=1").await;
-        rows.push(
-            run_workload(&setup, "block cycle 1MiB c=1", "block", rounds, |t| {
-                cycles_owned(t, 1, blocks / 4)
-            })
-            .await,
-        );
+        let floor = KeccakFloor::start();
+        let mut row = run_workload(&setup, "block cycle 1MiB c=1", "block", rounds, |t| {
+            cycles_owned(t, 1, blocks / 4)
+        })
+        .await;
+        row.keccak_floor_ms = floor.finish();
+        rows.push(row);
         lag.print().await;
         // Sixteen sequencers at once: not a deployment, a memory test.
         rows.push(

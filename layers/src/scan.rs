@@ -269,7 +269,7 @@ pub(crate) fn members_loosely_along<const N: usize, T>(
     keys: [&[u8]; N],
     path: &[&[u8]],
     mut read: impl FnMut(usize) -> Result<(T, usize), ScanError>,
-) -> Result<(Spans<N>, Option<(T, Range<usize>)>), ScanError> {
+) -> Result<(Spans<N>, Option<Read<T>>), ScanError> {
     let i = object_start(bytes)?;
     let mut found = None;
     let (spans, end) = object_members::<N, false>(bytes, i, keys, |key, start| {
@@ -277,6 +277,10 @@ pub(crate) fn members_loosely_along<const N: usize, T>(
     })?;
     end_of_text(bytes, end).map(|()| (spans, found))
 }
+
+/// What `read` made of the value at the path's end, and the value's span.
+#[cfg(feature = "engine")]
+pub(crate) type Read<T> = (T, Range<usize>);
 
 /// One step of [`members_loosely_along`]: the member `key`, whose value starts at `start`.
 #[cfg(feature = "engine")]
@@ -286,7 +290,7 @@ fn step_along<T, F>(
     start: usize,
     path: &[&[u8]],
     read: &mut F,
-    found: &mut Option<(T, Range<usize>)>,
+    found: &mut Option<Read<T>>,
 ) -> Result<Option<usize>, ScanError>
 where
     F: FnMut(usize) -> Result<(T, usize), ScanError>,
@@ -680,6 +684,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "engine")]
     fn a_value_along_a_path_is_read_in_the_same_pass() {
         let path: &[&[u8]] = &[b"result", b"payload", b"list"];
         // `read` delimits a flat array itself, and counts its elements.
