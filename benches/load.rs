@@ -1742,7 +1742,7 @@ fn print_cpu_beyond_keccak(rows: &[Row]) {
 /// The floor of the 1 MiB block-hash check, read while the row runs: keccak over each of the
 /// block's transactions once (the transactions trie hashes each inside its leaf, then the
 /// branches above them), the transactions made as the simulators make them, in a thread of the
-/// bench's own. A pass every 250 ms (about 1 % of a core), on the cores the row loads: this
+/// bench's own. A pass every 250 ms (2–3 % of a core), on the cores the row loads: this
 /// host's speed drifts by half within minutes, and keccak runs slower beside the load than
 /// alone, so a floor read elsewhere or at another time does not hold switchyard's to account.
 struct KeccakFloor {
