@@ -245,17 +245,15 @@ pub(crate) fn members_loosely_nested<const N: usize, const M: usize>(
     outer: &[u8],
     inner: [&[u8]; M],
 ) -> Result<NestedMembers<N, M>, ScanError> {
-    let i = object_start(bytes)?;
-    let mut nested = None;
-    let (found, end) = object_members::<N, false>(bytes, i, keys, |key, start| {
-        if key != outer || bytes.get(start) != Some(&b'{') {
-            return Ok(None);
+    // A path of one step, whose value is read as an object when it is one.
+    let (found, read) = members_loosely_along(bytes, keys, &[outer], |start| {
+        if bytes.get(start) != Some(&b'{') {
+            return Ok((None, skip_value_loosely(bytes, start)?));
         }
         let (spans, end) = object_members::<M, false>(bytes, start, inner, |_, _| Ok(None))?;
-        nested = Some(spans);
-        Ok(Some(end))
+        Ok((Some(spans), end))
     })?;
-    end_of_text(bytes, end).map(|()| (found, nested))
+    Ok((found, read.and_then(|(spans, _)| spans)))
 }
 
 /// As [`members_loosely`], and the value at `path` (a member of the object before it at each
